@@ -1,0 +1,76 @@
+use sqlx::Row;
+
+use super::model::{AuditEvent, NewAuditEvent};
+use crate::http::paging::PageRequest;
+use crate::store::{SqlBuilder, Store, Tx, new_id};
+
+pub async fn insert(tx: &mut Tx, now_ms: i64, event: NewAuditEvent) -> Result<String, sqlx::Error> {
+    let id = new_id("evt_");
+    sqlx::query(
+        "INSERT INTO audit_events
+             (id, actor, type, resource_type, resource_id, machine_id, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.clone())
+    .bind(event.actor.as_str())
+    .bind(event.event_type)
+    .bind(event.resource_type)
+    .bind(event.resource_id)
+    .bind(event.machine_id)
+    .bind(event.payload.to_string())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Debug, Default)]
+pub struct Filters<'a> {
+    pub event_type: Option<&'a str>,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub machine_id: Option<&'a str>,
+}
+
+/// Newest first; the keyset is `(created_at, id)` descending.
+pub async fn list(store: &Store, filters: &Filters<'_>, page: &PageRequest) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let mut sql = SqlBuilder::new(
+        "SELECT id, actor, type, resource_type, resource_id, machine_id, payload, created_at
+         FROM audit_events WHERE 1 = 1",
+    );
+    for (column, value) in [
+        ("type", filters.event_type),
+        ("resource_type", filters.resource_type),
+        ("resource_id", filters.resource_id),
+        ("machine_id", filters.machine_id),
+    ] {
+        if let Some(value) = value {
+            sql.push(" AND ").push(column).push(" = ").bind(value.to_string());
+        }
+    }
+    if let Some(after) = &page.after {
+        sql.push(" AND (created_at < ")
+            .bind(after.t)
+            .push(" OR (created_at = ")
+            .bind(after.t)
+            .push(" AND id < ")
+            .bind(after.id.clone())
+            .push("))");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(page.fetch_limit());
+    let rows = sql.build().fetch_all(store.pool()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AuditEvent::from_row(
+                row.try_get("id")?,
+                row.try_get("actor")?,
+                row.try_get("type")?,
+                row.try_get("resource_type")?,
+                row.try_get("resource_id")?,
+                row.try_get("machine_id")?,
+                row.try_get::<String, _>("payload")?.as_str(),
+                row.try_get("created_at")?,
+            ))
+        })
+        .collect()
+}

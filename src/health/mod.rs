@@ -1,0 +1,83 @@
+//! Liveness and readiness (spec orchestration.md §6). Both are open: no API key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::App;
+
+/// `GET /health` at the host root.
+pub fn root_routes() -> Router<Arc<App>> {
+    Router::new().route("/health", get(health))
+}
+
+/// `GET /api/v1/health` and `GET /api/v1/readiness`.
+pub fn api_routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/readiness", get(readiness))
+}
+
+/// Liveness only: the database is not touched.
+async fn health() -> Response {
+    crate::http::json(StatusCode::OK, &json!({ "ok": true }))
+}
+
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
+impl Check {
+    fn new(name: &'static str, failure: Option<&'static str>) -> Self {
+        Check {
+            name,
+            status: if failure.is_some() { "fail" } else { "pass" },
+            message: failure,
+        }
+    }
+}
+
+async fn readiness(State(app): State<Arc<App>>) -> Response {
+    let store_failure = match tokio::time::timeout(STORE_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness: database query failed");
+            Some("database query failed")
+        }
+        Err(_) => Some("database did not answer within 2 s"),
+    };
+    let auth_failure = if app.config.require_api_auth && app.api_keys.is_empty() {
+        Some("PEAQOS_REQUIRE_API_AUTH is true but no API key is configured")
+    } else if app.session_secret.expose().len() < 32 {
+        Some("the pairing session secret is not loaded")
+    } else {
+        None
+    };
+
+    let checks = [Check::new("store", store_failure), Check::new("auth", auth_failure)];
+    if checks.iter().all(|c| c.message.is_none()) {
+        crate::http::json(StatusCode::OK, &json!({ "status": "ready", "checks": checks }))
+    } else {
+        crate::http::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "not_ready",
+                "checks": checks,
+                "error": { "code": "SERVICE_UNAVAILABLE", "message": "not ready" },
+            }),
+        )
+    }
+}

@@ -1,0 +1,64 @@
+//! Router assembly and the HTTP conventions every feature shares (spec README §3).
+
+pub mod auth;
+pub mod envelope;
+pub mod idempotency;
+pub mod json;
+pub mod paging;
+pub mod query;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::App;
+
+pub static JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
+/// A JSON response from already serialised bytes.
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE.clone())], bytes).into_response()
+}
+
+/// A JSON response: `{"item": …}`, a list envelope or a raw object, as the endpoint specifies.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => json_bytes(status, bytes),
+        Err(err) => crate::error::ApiError::internal("serialising a response", err).into_response(),
+    }
+}
+
+/// `{"item": T}`.
+#[derive(Serialize)]
+pub struct Item<T> {
+    pub item: T,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    // Routes that need the platform API key (when enabled). Idempotency runs after auth, since
+    // its scope includes the principal.
+    let platform = Router::new()
+        .merge(crate::audit::routes())
+        .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
+        .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
+
+    let api = Router::new().merge(crate::health::api_routes()).merge(platform);
+
+    Router::new()
+        .merge(crate::health::root_routes())
+        .nest("/api/v1", api)
+        .fallback(envelope::not_found)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(from_fn_with_state(app.clone(), envelope::limit_declared_body))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn(envelope::ensure_json_errors))
+        .layer(from_fn(request_id::middleware))
+        .with_state(app)
+}

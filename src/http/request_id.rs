@@ -1,0 +1,47 @@
+//! Request ids and request logging. An incoming `x-request-id` is echoed when it is a sane token;
+//! otherwise one is generated. Every log line of the request carries it (through the span).
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: &str = "x-request-id";
+
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub async fn middleware(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::store::new_id("req_"));
+    let header = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
+    req.headers_mut().insert(HEADER, header.clone());
+
+    // The path only: query strings are not logged, and headers and bodies never are.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request completed"
+        );
+    });
+    response.headers_mut().insert(HEADER, header);
+    response
+}

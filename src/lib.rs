@@ -1,0 +1,121 @@
+//! peaqOS Machine Markets orchestrator: one server for `/health` and the `/api/v1` surface.
+//! [`run`] is what `main` and the integration tests call.
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::crypto::secrets::SecretBox;
+use crate::http::auth::ApiKeys;
+use crate::store::Store;
+
+/// Shared state of one server process. Nothing correctness depends on lives only here: the
+/// database is the source of truth (DESIGN.md).
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Clock,
+    /// HS256 key for pairing JWTs and HMAC key for challenges.
+    pub session_secret: Secret,
+    /// Encryption of stored secrets and idempotent responses.
+    pub secrets: SecretBox,
+    pub api_keys: ApiKeys,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreStartError),
+    #[error("cannot load the session secret: {0}")]
+    SessionSecret(sqlx::Error),
+    #[error("cannot serve: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// How long start-up waits for an unreachable database.
+pub const DATABASE_WAIT: Duration = Duration::from_secs(30);
+
+const SESSION_SECRET_NAME: &str = "agent-pairing-session-secret";
+
+impl App {
+    /// Connects, migrates and loads what the server needs before it takes requests.
+    pub async fn start(config: Config, clock: Clock) -> Result<Arc<App>, StartError> {
+        let store = Store::connect(&config.database, DATABASE_WAIT).await?;
+        store.migrate().await?;
+
+        let session_secret = match &config.session_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                let candidate = hex::encode(store::random_bytes::<32>());
+                let (value, created) = store::secrets::get_or_insert(
+                    &store,
+                    SESSION_SECRET_NAME,
+                    &candidate,
+                    clock.now_ms(),
+                )
+                .await
+                .map_err(StartError::SessionSecret)?;
+                if created {
+                    tracing::warn!(
+                        "PEAQOS_AGENT_PAIRING_SESSION_SECRET is unset: generated one and stored it in the database; set it explicitly for production"
+                    );
+                }
+                Secret::new(value)
+            }
+        };
+        let secrets = match &config.secrets_key {
+            Some(key) => SecretBox::new(&key.0),
+            None => SecretBox::derived_from(session_secret.expose().as_bytes()),
+        };
+        let api_keys = ApiKeys::new(config.api_keys.iter().map(Secret::expose));
+
+        Ok(Arc::new(App {
+            config,
+            store,
+            clock,
+            session_secret,
+            secrets,
+            api_keys,
+        }))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; in-flight requests then complete.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let router = http::router(app.clone());
+    let purge = tokio::spawn(purge_idempotency_records(app.clone()));
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    purge.abort();
+    app.store.close().await;
+    served.map_err(StartError::from)
+}
+
+/// Keeps the idempotency table bounded; expiry itself is enforced at reservation time.
+async fn purge_idempotency_records(app: Arc<App>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        if let Err(err) = store::idempotency::purge_expired(&app.store, app.clock.now_ms()).await {
+            tracing::warn!(error = %err, "purging expired idempotency records failed");
+        }
+    }
+}

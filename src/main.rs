@@ -1,0 +1,138 @@
+//! The `peaqos-orchestrator` command. Thin: configuration, logging, then the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use peaqos_orchestrator::clock::Clock;
+use peaqos_orchestrator::config::{Config, LogFormat};
+use peaqos_orchestrator::store::Store;
+use peaqos_orchestrator::{App, DATABASE_WAIT, serve};
+
+#[derive(Parser)]
+#[command(version, about = "peaqOS Machine Markets orchestrator", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Ask the local server's /health; exit 0 when it answers {"ok":true}.
+    Healthcheck,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("peaqos-orchestrator: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => run_server(config).await,
+        Command::Migrate => migrate(config).await,
+        Command::Healthcheck => healthcheck(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("peaqos-orchestrator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(config: Config) -> Result<(), String> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let addr = config.listen_addr;
+    let app = App::start(config, Clock::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, backend = ?app.store.backend(), "peaqos-orchestrator listening");
+    serve(app, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> Result<(), String> {
+    let store = Store::connect(&config.database, DATABASE_WAIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    tracing::info!(backend = ?store.backend(), "migrations applied");
+    Ok(())
+}
+
+async fn healthcheck(config: Config) -> Result<(), String> {
+    let port = config.listen_addr.port();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = client
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("{url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if body["ok"] == serde_json::Value::Bool(true) {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {body}"))
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,230 @@
+//! The database: backend selection, pool, transactions, migrations and the helpers every
+//! feature's `store.rs` shares. Backend differences stay in this folder and the two migration
+//! folders; feature SQL is written once, in the dialect both backends accept (`$n` placeholders,
+//! `BIGINT` epoch milliseconds for timestamps, `TEXT` for JSON and exact decimals).
+
+pub mod idempotency;
+pub mod secrets;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor};
+
+use crate::config::DatabaseTarget;
+
+/// A write transaction. Every state change and its audit events commit in one of these.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreStartError {
+    #[error("cannot create the SQLite directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database unreachable after {waited_s} s: {cause}")]
+    Unreachable { waited_s: u64, cause: String },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl Store {
+    /// Opens the pool, retrying an unreachable database until `wait` has passed.
+    pub async fn connect(target: &DatabaseTarget, wait: Duration) -> Result<Store, StoreStartError> {
+        install_default_drivers();
+        let (url, backend) = match target {
+            DatabaseTarget::Postgres(url) => (url.expose().to_string(), Backend::Postgres),
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreStartError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    Backend::Sqlite,
+                )
+            }
+        };
+
+        let options = AnyPoolOptions::new()
+            // A short acquire timeout turns a dead database into a prompt 503, not a hang.
+            .acquire_timeout(Duration::from_secs(3))
+            .max_connections(match backend {
+                Backend::Postgres => 16,
+                Backend::Sqlite => 8,
+            });
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; the busy timeout makes writers
+                    // from several processes queue instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match options.clone().connect(&url).await {
+                Ok(pool) => return Ok(Store { pool, backend }),
+                Err(err) if started.elapsed() < wait => {
+                    tracing::warn!(error = %redact_url(&err.to_string(), &url), "database not reachable yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(err) => {
+                    return Err(StoreStartError::Unreachable {
+                        waited_s: started.elapsed().as_secs(),
+                        cause: redact_url(&err.to_string(), &url),
+                    });
+                }
+            }
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreStartError> {
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Begins a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so
+    /// that two writers queue on the busy timeout instead of failing on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+    }
+
+    /// A trivial query, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether an error means "the database cannot be reached" (answered 503), as opposed to a bug.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08…), shutdown and "cannot connect now" (57P0…),
+            // insufficient resources (53…). SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) after
+            // the busy timeout, SQLITE_CANTOPEN (14).
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "5" | "6" | "14")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether an error is a violation of a unique constraint.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn redact_url(message: &str, url: &str) -> String {
+    message.replace(url, "[DATABASE_URL]")
+}
+
+/// A new server-assigned id: prefix + ULID (URL-safe, time-sortable, random).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", ulid::Ulid::generate())
+}
+
+/// `n` bytes from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes
+}
+
+/// Builds SQL whose `WHERE` clause depends on optional filters, numbering `$n` placeholders
+/// (the `Any` driver's query builder writes `?`, which PostgreSQL does not accept).
+pub struct SqlBuilder {
+    sql: String,
+    args: sqlx::any::AnyArguments,
+    count: usize,
+}
+
+impl SqlBuilder {
+    pub fn new(sql: &str) -> Self {
+        SqlBuilder {
+            sql: sql.to_string(),
+            args: Default::default(),
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends `$n` and binds `value` to it.
+    pub fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'static + Send + sqlx::Encode<'static, Any> + sqlx::Type<Any>,
+    {
+        use sqlx::Arguments;
+        self.count += 1;
+        self.sql.push('$');
+        self.sql.push_str(&self.count.to_string());
+        self.args
+            .add(value)
+            .expect("encoding a bound value into Any arguments");
+        self
+    }
+
+    pub fn build(
+        self,
+    ) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+        sqlx::query_with(sqlx::AssertSqlSafe(self.sql), self.args)
+    }
+}

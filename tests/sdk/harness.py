@@ -1,0 +1,149 @@
+"""Plumbing for the SDK conformance checks: check registry, client factory, runner.
+
+Runs inside a venv holding exactly one `peaq-os-sdk` version. Test logic lives in
+conformance.py; this module knows nothing about individual endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # must be set before the client is built
+
+import inspect
+import re
+import sys
+import time
+import traceback
+from importlib.metadata import version as _dist_version
+from typing import Any, Callable
+
+from peaq_os_sdk import PeaqosClient
+from peaq_os_sdk.orchestration import transport
+from peaq_os_sdk.orchestration.errors import OrchestrationApiError
+
+SDK_VERSION = _dist_version("peaq-os-sdk")
+
+
+def vt(s: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in s.split(".")[:3])
+
+
+V = vt(SDK_VERSION)
+
+# Anvil/Hardhat account #0: publicly known, holds nothing. The clients insist on a
+# key; orchestration calls never touch the RPC URL.
+TEST_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DUMMY_RPC_URL = "http://127.0.0.1:9"
+
+Check = Callable[["Ctx"], None]
+_CHECKS: list[tuple[str, tuple | None, tuple | None, Check]] = []
+
+
+def check(name: str, *, since: str | None = None, until: str | None = None):
+    """Register a check for client versions in [since, until] (inclusive, optional)."""
+
+    def deco(fn: Check) -> Check:
+        _CHECKS.append((name, since and vt(since), until and vt(until), fn))
+        return fn
+
+    return deco
+
+
+def build_client(base_url: str, api_key: str | None) -> PeaqosClient:
+    kwargs: dict[str, Any] = dict(
+        rpc_url=DUMMY_RPC_URL,
+        private_key=TEST_PRIVATE_KEY,
+        orchestration_url=base_url,
+        api_key=api_key,
+    )
+    # 0.2.0 requires six contract addresses; 0.12.1 takes them from a deployment
+    # snapshot and rejects them as arguments.
+    params = inspect.signature(PeaqosClient.__init__).parameters
+    for i, name in enumerate(
+        ("identity_registry", "identity_staking", "event_registry",
+         "machine_nft", "did_registry", "batch_precompile"), start=1):
+        if name in params:
+            kwargs[name] = "0x" + f"{i:02x}" * 20
+    return PeaqosClient(**kwargs)
+
+
+class Ctx:
+    """What every check receives. `state` carries data between checks (run in order)."""
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        self.version = SDK_VERSION
+        self.v = V
+        self.base_url = base_url
+        self.api_key = api_key
+        self.client = build_client(base_url, api_key)
+        self.orch = self.client.orchestration
+        self.state: dict[str, Any] = {}
+
+    def api(self, method: str, path: str, shape: str = "raw", *,
+            auth: str | None = "none", **kw: Any) -> Any:
+        """Call the version's own transport (headers/encoding exactly as the SDK sends).
+
+        auth: "none", "platform", or a pairing token string.
+        """
+        a = (transport.AuthNone() if auth in (None, "none") else
+             transport.AuthPlatform() if auth == "platform" else
+             transport.AuthAgentPairing(token=auth))
+        cfg = transport.TransportClientConfig(orchestration_url=self.base_url,
+                                              api_key=self.api_key)
+        return transport.api_request(cfg, self.client.session, method, path, shape,
+                                     auth=a, **kw)
+
+
+def expect_api_error(fn: Callable[[], Any], code: str, status: int | None = None):
+    """Run fn, require an OrchestrationApiError with this code (and HTTP status)."""
+    try:
+        fn()
+    except OrchestrationApiError as e:
+        got = (e.code, e.status_code)
+        assert e.code == code and (status is None or e.status_code == status), \
+            f"expected {code}/{status}, got {got}: {e}"
+        return e
+    raise AssertionError(f"expected OrchestrationApiError {code}, call succeeded")
+
+
+def eventually(fn: Callable[[], Any], timeout: float = 10.0, step: float = 0.25) -> Any:
+    """Retry fn while it fails an assertion or gets a 503 (e.g. readiness right after start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except (AssertionError, OrchestrationApiError) as e:
+            retry = isinstance(e, AssertionError) or e.status_code == 503
+            if not retry or time.monotonic() > deadline:
+                raise
+        time.sleep(step)
+
+
+def _describe(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}"
+    if isinstance(e, OrchestrationApiError):
+        msg += f" [code={e.code} status={e.status_code} details={e.details}]"
+    return msg
+
+
+def main() -> int:
+    base_url = os.environ["PEAQOS_ORCHESTRATION_URL"]
+    only = re.compile(os.environ.get("SDK_CHECKS", ""))
+    trace = os.environ.get("SDK_TRACE") == "1"
+    ctx = Ctx(base_url, os.environ.get("PEAQOS_API_KEY") or None)
+    passed = failed = 0
+    for name, lo, hi, fn in _CHECKS:
+        if (lo and V < lo) or (hi and V > hi) or not only.search(name):
+            continue
+        try:
+            fn(ctx)
+            passed += 1
+            print(f"PASS [{SDK_VERSION}] {name}", flush=True)
+        except Exception as e:  # noqa: BLE001 — every failure is reported, not raised
+            failed += 1
+            print(f"FAIL [{SDK_VERSION}] {name}: {_describe(e)}", flush=True)
+            if trace:
+                traceback.print_exc(file=sys.stdout)
+    print(f"SUMMARY passed={passed} failed={failed}", flush=True)
+    return 1 if failed else 0
