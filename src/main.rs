@@ -39,6 +39,8 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A `.env` in the working directory fills in variables the environment does not set.
+    let _ = dotenvy::dotenv();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {

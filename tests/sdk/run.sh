@@ -49,7 +49,7 @@ if [[ -z "${PEAQOS_BIN:-}" ]]; then
   (cd "$REPO" && cargo build --quiet)
   PEAQOS_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/peaqos-orchestrator"
 fi
-[[ -x "$PEAQOS_BIN" ]] || { log "server binary not found: $PEAQOS_BIN"; exit 1; }
+[[ -x "$PEAQOS_BIN" ]] || { log "server binary not found: $PEAQOS_BIN"; echo "0 passed, 1 failed"; exit 1; }
 
 # --- run each client version against a fresh server ------------------------------------
 total_pass=0
@@ -81,7 +81,7 @@ for ver in "${VERSIONS[@]}"; do
 
   log "peaq-os-sdk $ver against $url"
   rc=0
-  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" DO_NOT_TRACK=1 "$py" -u conformance.py) \
+  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" DO_NOT_TRACK=1 PYTHONDONTWRITEBYTECODE=1 "$py" -u conformance.py) \
     | tee "$tmp/checks.out" || rc=$?
   summary="$(grep -E '^SUMMARY passed=[0-9]+ failed=[0-9]+$' "$tmp/checks.out" | tail -n1 || true)"
   p=0 f=1 # no summary line: the script crashed, count one failure
