@@ -169,9 +169,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     fn uint(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse::<u64>().map_err(|_| {
-                invalid(name, format!("expected a non-negative integer, got {v:?}"))
-            }),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| invalid(name, format!("expected a non-negative integer, got {v:?}"))),
         }
     }
 
@@ -266,8 +266,7 @@ impl Config {
             None => None,
             Some(v) => {
                 let parsed = reqwest::Url::parse(&v).expect("validated above");
-                if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some()
-                {
+                if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
                     return Err(invalid(
                         "PEAQOS_PUBLIC_URL",
                         "expected an origin http(s)://host[:port] without a path",
@@ -302,9 +301,7 @@ impl Config {
             ));
         }
 
-        let session_secret = vars
-            .get("PEAQOS_AGENT_PAIRING_SESSION_SECRET")
-            .map(Secret);
+        let session_secret = vars.get("PEAQOS_AGENT_PAIRING_SESSION_SECRET").map(Secret);
         match &session_secret {
             Some(s) if s.0.len() < 32 => {
                 return Err(invalid(
@@ -420,7 +417,8 @@ impl Config {
                 .uint("PEAQOS_AGENT_PAIRING_SESSION_TTL_MS", 3_600_000)?,
             market_quote_ttl_ms: vars.uint("PEAQOS_MARKET_QUOTE_TTL_MS", 300_000)?,
             require_market_quotes: vars.bool("PEAQOS_REQUIRE_MARKET_QUOTES", false)?,
-            enforce_service_payment_rails: vars.bool("PEAQOS_ENFORCE_SERVICE_PAYMENT_RAILS", false)?,
+            enforce_service_payment_rails: vars
+                .bool("PEAQOS_ENFORCE_SERVICE_PAYMENT_RAILS", false)?,
             require_payment_before_execute: vars
                 .bool("PEAQOS_REQUIRE_PAYMENT_BEFORE_EXECUTE", false)?,
             require_payment_rpc_verification: vars

@@ -181,7 +181,10 @@ mod tests {
     fn every_code_has_a_client_or_server_error_status() {
         for code in ErrorCode::ALL {
             let status = code.status();
-            assert!(status.is_client_error() || status.is_server_error(), "{code:?}");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}"
+            );
         }
         assert_eq!(ErrorCode::ALL.len(), 43);
     }

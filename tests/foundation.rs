@@ -56,7 +56,12 @@ async fn request_ids_are_echoed_or_generated() {
     assert!(a.to_str().unwrap().starts_with("req_"));
     // An unusable incoming id is replaced, not echoed.
     let long = "x".repeat(300);
-    let response = srv.request(Method::GET, "/health").header("x-request-id", &long).send().await.unwrap();
+    let response = srv
+        .request(Method::GET, "/health")
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(response.headers()["x-request-id"], long.as_str());
     srv.stop().await;
 }
@@ -65,7 +70,13 @@ async fn request_ids_are_echoed_or_generated() {
 async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     for backend in backends() {
         let srv = TestServer::start(&backend, &[]).await;
-        for path in ["/nope", "/api/v1/nope", "/api/v1/purchases", "/api/v2/health", "/"] {
+        for path in [
+            "/nope",
+            "/api/v1/nope",
+            "/api/v1/purchases",
+            "/api/v2/health",
+            "/",
+        ] {
             let error = expect_error(srv.get(path).await, StatusCode::NOT_FOUND, "NOT_FOUND").await;
             assert!(error["message"].as_str().unwrap().len() > 3);
         }
@@ -76,9 +87,20 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
             (Method::POST, "/api/v1/audit-events"),
         ] {
             let response = srv.request(method, path).send().await.unwrap();
-            let allow = response.headers().get("allow").expect("Allow header").to_str().unwrap().to_string();
+            let allow = response
+                .headers()
+                .get("allow")
+                .expect("Allow header")
+                .to_str()
+                .unwrap()
+                .to_string();
             assert!(allow.contains("GET"), "{allow}");
-            expect_error(response, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
+            expect_error(
+                response,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+            )
+            .await;
         }
         srv.stop().await;
     }
@@ -88,7 +110,11 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
 async fn empty_json_bodies_are_accepted_on_bodyless_methods() {
     // README C1: 0.2.0 sends content-type: application/json with a 0-byte body on every request.
     let srv = TestServer::start(&Backend::Sqlite, &[]).await;
-    for path in ["/api/v1/health", "/api/v1/readiness", "/api/v1/audit-events"] {
+    for path in [
+        "/api/v1/health",
+        "/api/v1/readiness",
+        "/api/v1/audit-events",
+    ] {
         let response = srv
             .request(Method::GET, path)
             .header("content-type", "application/json")
@@ -106,7 +132,12 @@ async fn oversized_bodies_get_413() {
     for backend in backends() {
         let srv = TestServer::start(&backend, &[("PEAQOS_MAX_BODY_BYTES", "64")]).await;
         let big = json!({"padding": "x".repeat(200)});
-        let response = srv.request(Method::GET, "/api/v1/audit-events").json(&big).send().await.unwrap();
+        let response = srv
+            .request(Method::GET, "/api/v1/audit-events")
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
         expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
         // A body without a declared length is cut off at the limit as well.
         let stream = futures_stream(vec![vec![b' '; 40], vec![b' '; 40]]);
@@ -119,7 +150,10 @@ async fn oversized_bodies_get_413() {
             .await
             .unwrap();
         assert!(
-            matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::METHOD_NOT_ALLOWED),
+            matches!(
+                response.status(),
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::METHOD_NOT_ALLOWED
+            ),
             "{}",
             response.status()
         );
@@ -128,12 +162,17 @@ async fn oversized_bodies_get_413() {
     }
 }
 
-fn futures_stream(chunks: Vec<Vec<u8>>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+fn futures_stream(
+    chunks: Vec<Vec<u8>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     tokio_stream::iter(chunks.into_iter().map(Ok))
 }
 
 /// Seeds audit events through the library function features use, each one millisecond apart.
-async fn seed_events(srv: &TestServer, events: &[(&'static str, &'static str, &str, Option<&str>)]) {
+async fn seed_events(
+    srv: &TestServer,
+    events: &[(&'static str, &'static str, &str, Option<&str>)],
+) {
     for (event_type, resource_type, resource_id, machine_id) in events {
         let mut tx = srv.app.store.begin().await.unwrap();
         audit::record(
@@ -156,7 +195,12 @@ async fn seed_events(srv: &TestServer, events: &[(&'static str, &'static str, &s
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["items"].as_array().unwrap().iter().map(|e| e["resourceId"].as_str().unwrap().to_string()).collect()
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resourceId"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -179,7 +223,14 @@ async fn audit_events_are_listed_newest_first_with_filters_and_cursors() {
         assert_eq!(ids(&body), ["pol1", "p1", "m2", "m1", "m1"]);
         assert!(body.get("nextCursor").is_none());
         let first = &body["items"][0];
-        for field in ["id", "actor", "type", "resourceType", "resourceId", "createdAt"] {
+        for field in [
+            "id",
+            "actor",
+            "type",
+            "resourceType",
+            "resourceId",
+            "createdAt",
+        ] {
             assert!(first[field].is_string(), "{field}: {first}");
         }
         assert!(first["id"].as_str().unwrap().starts_with("evt_"));
@@ -187,14 +238,20 @@ async fn audit_events_are_listed_newest_first_with_filters_and_cursors() {
         assert!(first["machineId"].is_null());
         assert_eq!(first["payload"], json!({"seq": "pol1"}));
         let created_at = first["createdAt"].as_str().unwrap();
-        assert!(created_at.ends_with('Z') && created_at.len() == 24, "{created_at}");
+        assert!(
+            created_at.ends_with('Z') && created_at.len() == 24,
+            "{created_at}"
+        );
 
         for (query, expected) in [
             ("type=machine.created", vec!["m2", "m1"]),
             ("resourceType=machine", vec!["m2", "m1", "m1"]),
             ("resourceId=m1", vec!["m1", "m1"]),
             ("machineId=m1", vec!["p1", "m1", "m1"]),
-            ("machineId=m1&resourceType=machine&type=machine.updated", vec!["m1"]),
+            (
+                "machineId=m1&resourceType=machine&type=machine.updated",
+                vec!["m1"],
+            ),
             ("machineId=m1&machineId=m2", vec!["p1", "m1", "m1"]),
             ("type=nothing", vec![]),
             ("unknownParam=1", vec!["pol1", "p1", "m2", "m1", "m1"]),
@@ -212,7 +269,13 @@ async fn audit_events_are_listed_newest_first_with_filters_and_cursors() {
                 None => "/api/v1/audit-events?limit=2".to_string(),
             };
             let body = json_of(srv.get(&path).await).await;
-            seen.extend(body["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()));
+            seen.extend(
+                body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_string()),
+            );
             match body.get("nextCursor") {
                 Some(Value::String(c)) => {
                     assert!(!c.is_empty());
@@ -224,16 +287,30 @@ async fn audit_events_are_listed_newest_first_with_filters_and_cursors() {
         }
         assert_eq!(seen.len(), 5);
         let all = json_of(srv.get("/api/v1/audit-events").await).await;
-        let all_ids: Vec<String> = all["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+        let all_ids: Vec<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(seen, all_ids);
 
         // A cursor from filtered paging with filters.
         let body = json_of(srv.get("/api/v1/audit-events?machineId=m1&limit=1").await).await;
         let cursor = body["nextCursor"].as_str().unwrap().to_string();
-        let next = json_of(srv.get(&format!("/api/v1/audit-events?machineId=m1&limit=1&cursor={cursor}")).await).await;
+        let next = json_of(
+            srv.get(&format!(
+                "/api/v1/audit-events?machineId=m1&limit=1&cursor={cursor}"
+            ))
+            .await,
+        )
+        .await;
         assert_eq!(ids(&next), ["m1"]);
         let error = expect_error(
-            srv.get(&format!("/api/v1/audit-events?machineId=m2&limit=1&cursor={cursor}")).await,
+            srv.get(&format!(
+                "/api/v1/audit-events?machineId=m2&limit=1&cursor={cursor}"
+            ))
+            .await,
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
         )
@@ -258,7 +335,8 @@ async fn bad_limits_and_cursors_are_validation_errors() {
         }
         for cursor in ["garbage!", "eyJ0IjoxfQ", "bm90LWpzb24", "%00"] {
             let error = expect_error(
-                srv.get(&format!("/api/v1/audit-events?cursor={cursor}")).await,
+                srv.get(&format!("/api/v1/audit-events?cursor={cursor}"))
+                    .await,
                 StatusCode::BAD_REQUEST,
                 "VALIDATION_ERROR",
             )
@@ -283,19 +361,48 @@ async fn api_keys_gate_the_api_but_not_health_or_readiness() {
             ],
         )
         .await;
-        expect_error(srv.get("/api/v1/audit-events").await, StatusCode::UNAUTHORIZED, "AUTH_REQUIRED").await;
-        let wrong = srv.request(Method::GET, "/api/v1/audit-events").header("x-api-key", "nope").send().await.unwrap();
+        expect_error(
+            srv.get("/api/v1/audit-events").await,
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+        )
+        .await;
+        let wrong = srv
+            .request(Method::GET, "/api/v1/audit-events")
+            .header("x-api-key", "nope")
+            .send()
+            .await
+            .unwrap();
         expect_error(wrong, StatusCode::UNAUTHORIZED, "AUTH_INVALID").await;
-        let prefix = srv.request(Method::GET, "/api/v1/audit-events").header("x-api-key", "primary").send().await.unwrap();
+        let prefix = srv
+            .request(Method::GET, "/api/v1/audit-events")
+            .header("x-api-key", "primary")
+            .send()
+            .await
+            .unwrap();
         expect_error(prefix, StatusCode::UNAUTHORIZED, "AUTH_INVALID").await;
         for key in ["primary-key", "second-key", "third-key"] {
-            let ok = srv.request(Method::GET, "/api/v1/audit-events").header("x-api-key", key).send().await.unwrap();
+            let ok = srv
+                .request(Method::GET, "/api/v1/audit-events")
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(ok.status(), StatusCode::OK, "{key}");
         }
         for path in ["/health", "/api/v1/health", "/api/v1/readiness"] {
             assert_eq!(srv.get(path).await.status(), StatusCode::OK, "{path}");
-            let ignored = srv.request(Method::GET, path).header("x-api-key", "wrong").send().await.unwrap();
-            assert_eq!(ignored.status(), StatusCode::OK, "{path} ignores a wrong key");
+            let ignored = srv
+                .request(Method::GET, path)
+                .header("x-api-key", "wrong")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                ignored.status(),
+                StatusCode::OK,
+                "{path} ignores a wrong key"
+            );
         }
         srv.stop().await;
     }
@@ -304,7 +411,12 @@ async fn api_keys_gate_the_api_but_not_health_or_readiness() {
 #[tokio::test]
 async fn api_keys_are_ignored_when_auth_is_off() {
     let srv = TestServer::start(&Backend::Sqlite, &[("PEAQOS_API_KEY", "k")]).await;
-    let response = srv.request(Method::GET, "/api/v1/audit-events").header("x-api-key", "wrong").send().await.unwrap();
+    let response = srv
+        .request(Method::GET, "/api/v1/audit-events")
+        .header("x-api-key", "wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     srv.stop().await;
 }
@@ -331,29 +443,48 @@ async fn data_and_the_generated_session_secret_survive_a_restart() {
 async fn a_configured_session_secret_wins_over_the_stored_one() {
     let srv = TestServer::start(
         &Backend::Sqlite,
-        &[("PEAQOS_AGENT_PAIRING_SESSION_SECRET", "configured-secret-0123456789abcdef")],
+        &[(
+            "PEAQOS_AGENT_PAIRING_SESSION_SECRET",
+            "configured-secret-0123456789abcdef",
+        )],
     )
     .await;
-    assert_eq!(srv.app.session_secret.expose(), "configured-secret-0123456789abcdef");
+    assert_eq!(
+        srv.app.session_secret.expose(),
+        "configured-secret-0123456789abcdef"
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_database_outage_answers_503_and_recovers_without_restart() {
-    let Some(Backend::Postgres(admin_url)) = backends().into_iter().find(|b| matches!(b, Backend::Postgres(_)))
+    let Some(Backend::Postgres(admin_url)) = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres(_)))
     else {
         eprintln!("TEST_DATABASE_URL unset: the PostgreSQL outage test needs PostgreSQL");
         return;
     };
     let db = TestDb::create(&Backend::Postgres(admin_url)).await;
     let mut through_proxy = reqwest::Url::parse(&db.url).unwrap();
-    let target = format!("{}:{}", through_proxy.host_str().unwrap(), through_proxy.port().unwrap_or(5432));
-    let target = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+    let target = format!(
+        "{}:{}",
+        through_proxy.host_str().unwrap(),
+        through_proxy.port().unwrap_or(5432)
+    );
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = common::proxy::Proxy::start(target).await;
     through_proxy.set_port(Some(proxy.addr.port())).unwrap();
     through_proxy.set_host(Some("127.0.0.1")).unwrap();
     let srv = TestServer::start_on(db, through_proxy.as_str(), &[]).await;
-    assert_eq!(srv.get("/api/v1/audit-events").await.status(), StatusCode::OK);
+    assert_eq!(
+        srv.get("/api/v1/audit-events").await.status(),
+        StatusCode::OK
+    );
 
     proxy.take_down();
     let response = srv.get("/api/v1/readiness").await;
@@ -361,11 +492,26 @@ async fn a_database_outage_answers_503_and_recovers_without_restart() {
     let body = json_of(response).await;
     assert_eq!(body["status"], "not_ready");
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
-    let store = body["checks"].as_array().unwrap().iter().find(|c| c["name"] == "store").unwrap().clone();
+    let store = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "store")
+        .unwrap()
+        .clone();
     assert_eq!(store["status"], "fail");
     assert!(!store["message"].as_str().unwrap().contains("127.0.0.1"));
-    expect_error(srv.get("/api/v1/audit-events").await, StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE").await;
-    assert_eq!(srv.get("/health").await.status(), StatusCode::OK, "liveness does not touch the database");
+    expect_error(
+        srv.get("/api/v1/audit-events").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+    )
+    .await;
+    assert_eq!(
+        srv.get("/health").await.status(),
+        StatusCode::OK,
+        "liveness does not touch the database"
+    );
 
     proxy.bring_up();
     let mut recovered = false;
@@ -377,7 +523,10 @@ async fn a_database_outage_answers_503_and_recovers_without_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "readiness recovers once the database is back");
-    assert_eq!(srv.get("/api/v1/audit-events").await.status(), StatusCode::OK);
+    assert_eq!(
+        srv.get("/api/v1/audit-events").await.status(),
+        StatusCode::OK
+    );
     srv.stop().await;
 }
 
@@ -387,7 +536,10 @@ async fn an_unreachable_database_fails_start_up_with_a_clear_message() {
     use peaqos_orchestrator::store::{Store, StoreStartError};
     // Nothing listens on port 1.
     let target = DatabaseTarget::Postgres(Secret::new("postgres://u:pw@127.0.0.1:1/none"));
-    let err = Store::connect(&target, std::time::Duration::from_millis(600)).await.err().unwrap();
+    let err = Store::connect(&target, std::time::Duration::from_millis(600))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, StoreStartError::Unreachable { .. }));
     assert!(!err.to_string().contains("pw@"), "{err}");
 }

@@ -1,8 +1,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::clock::format_ms;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     /// An API call.
@@ -46,29 +44,4 @@ pub struct AuditEvent {
     pub created_at: String,
     #[serde(skip)]
     pub created_at_ms: i64,
-}
-
-impl AuditEvent {
-    pub fn from_row(
-        id: String,
-        actor: String,
-        event_type: String,
-        resource_type: String,
-        resource_id: String,
-        machine_id: Option<String>,
-        payload: &str,
-        created_at_ms: i64,
-    ) -> Self {
-        AuditEvent {
-            id,
-            actor,
-            event_type,
-            resource_type,
-            resource_id,
-            machine_id,
-            payload: serde_json::from_str(payload).unwrap_or_else(|_| Value::Object(Default::default())),
-            created_at: format_ms(created_at_ms),
-            created_at_ms,
-        }
-    }
 }

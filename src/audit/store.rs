@@ -1,6 +1,8 @@
+use serde_json::Value;
 use sqlx::Row;
 
 use super::model::{AuditEvent, NewAuditEvent};
+use crate::clock::format_ms;
 use crate::http::paging::PageRequest;
 use crate::store::{SqlBuilder, Store, Tx, new_id};
 
@@ -33,7 +35,11 @@ pub struct Filters<'a> {
 }
 
 /// Newest first; the keyset is `(created_at, id)` descending.
-pub async fn list(store: &Store, filters: &Filters<'_>, page: &PageRequest) -> Result<Vec<AuditEvent>, sqlx::Error> {
+pub async fn list(
+    store: &Store,
+    filters: &Filters<'_>,
+    page: &PageRequest,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
     let mut sql = SqlBuilder::new(
         "SELECT id, actor, type, resource_type, resource_id, machine_id, payload, created_at
          FROM audit_events WHERE 1 = 1",
@@ -45,7 +51,10 @@ pub async fn list(store: &Store, filters: &Filters<'_>, page: &PageRequest) -> R
         ("machine_id", filters.machine_id),
     ] {
         if let Some(value) = value {
-            sql.push(" AND ").push(column).push(" = ").bind(value.to_string());
+            sql.push(" AND ")
+                .push(column)
+                .push(" = ")
+                .bind(value.to_string());
         }
     }
     if let Some(after) = &page.after {
@@ -57,20 +66,25 @@ pub async fn list(store: &Store, filters: &Filters<'_>, page: &PageRequest) -> R
             .bind(after.id.clone())
             .push("))");
     }
-    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(page.fetch_limit());
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .bind(page.fetch_limit());
     let rows = sql.build().fetch_all(store.pool()).await?;
     rows.iter()
         .map(|row| {
-            Ok(AuditEvent::from_row(
-                row.try_get("id")?,
-                row.try_get("actor")?,
-                row.try_get("type")?,
-                row.try_get("resource_type")?,
-                row.try_get("resource_id")?,
-                row.try_get("machine_id")?,
-                row.try_get::<String, _>("payload")?.as_str(),
-                row.try_get("created_at")?,
-            ))
+            let created_at_ms: i64 = row.try_get("created_at")?;
+            let payload: String = row.try_get("payload")?;
+            Ok(AuditEvent {
+                id: row.try_get("id")?,
+                actor: row.try_get("actor")?,
+                event_type: row.try_get("type")?,
+                resource_type: row.try_get("resource_type")?,
+                resource_id: row.try_get("resource_id")?,
+                machine_id: row.try_get("machine_id")?,
+                payload: serde_json::from_str(&payload)
+                    .unwrap_or_else(|_| Value::Object(Default::default())),
+                created_at: format_ms(created_at_ms),
+                created_at_ms,
+            })
         })
         .collect()
 }

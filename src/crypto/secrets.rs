@@ -23,7 +23,9 @@ impl std::fmt::Debug for SecretBox {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("stored secret cannot be decrypted (was PEAQOS_SECRETS_KEY or the session secret changed?)")]
+#[error(
+    "stored secret cannot be decrypted (was PEAQOS_SECRETS_KEY or the session secret changed?)"
+)]
 pub struct OpenError;
 
 impl SecretBox {
@@ -63,7 +65,9 @@ impl SecretBox {
             .ok_or(OpenError)?;
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| OpenError)?;
-        self.cipher.decrypt(&nonce, ciphertext).map_err(|_| OpenError)
+        self.cipher
+            .decrypt(&nonce, ciphertext)
+            .map_err(|_| OpenError)
     }
 }
 

@@ -67,9 +67,15 @@ async fn readiness(State(app): State<Arc<App>>) -> Response {
         None
     };
 
-    let checks = [Check::new("store", store_failure), Check::new("auth", auth_failure)];
+    let checks = [
+        Check::new("store", store_failure),
+        Check::new("auth", auth_failure),
+    ];
     if checks.iter().all(|c| c.message.is_none()) {
-        crate::http::json(StatusCode::OK, &json!({ "status": "ready", "checks": checks }))
+        crate::http::json(
+            StatusCode::OK,
+            &json!({ "status": "ready", "checks": checks }),
+        )
     } else {
         crate::http::json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -37,7 +37,10 @@ pub struct ApiKeys {
 impl ApiKeys {
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
         ApiKeys {
-            digests: keys.into_iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
+            digests: keys
+                .into_iter()
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
         }
     }
 
@@ -64,10 +67,12 @@ pub async fn require_api_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     let principal = if app.config.require_api_auth {
-        let provided = req
-            .headers()
-            .get("x-api-key")
-            .ok_or_else(|| ApiError::new(ErrorCode::AUTH_REQUIRED, "An API key is required in x-api-key"))?;
+        let provided = req.headers().get("x-api-key").ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AUTH_REQUIRED,
+                "An API key is required in x-api-key",
+            )
+        })?;
         let digest = provided
             .to_str()
             .ok()

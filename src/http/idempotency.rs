@@ -39,7 +39,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Idempotency>().cloned().unwrap_or_default())
+        Ok(parts
+            .extensions
+            .get::<Idempotency>()
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -51,10 +55,17 @@ pub async fn commit<T: Serialize>(
     status: StatusCode,
     body: &T,
 ) -> ApiResult<Response> {
-    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::internal("serialising a response", e))?;
+    let bytes =
+        serde_json::to_vec(body).map_err(|e| ApiError::internal("serialising a response", e))?;
     if let Some(slot) = &idempotency.0 {
-        records::complete_in(&mut tx, &slot.scope, &slot.claim, status.as_u16(), &app.secrets.seal(&bytes))
-            .await?;
+        records::complete_in(
+            &mut tx,
+            &slot.scope,
+            &slot.claim,
+            status.as_u16(),
+            &app.secrets.seal(&bytes),
+        )
+        .await?;
     }
     tx.commit().await?;
     if let Some(slot) = &idempotency.0 {
@@ -78,13 +89,17 @@ pub async fn middleware(
     let Some(raw_key) = req.headers().get(HEADER) else {
         return Ok(next.run(req).await);
     };
-    let key = raw_key.to_str().ok().filter(|k| valid_key(k)).ok_or_else(|| {
-        ApiError::validation(
-            "Idempotency-Key",
-            "1..255 printable ASCII",
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-        )
-    })?;
+    let key = raw_key
+        .to_str()
+        .ok()
+        .filter(|k| valid_key(k))
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                "1..255 printable ASCII",
+                "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            )
+        })?;
     let principal = req
         .extensions()
         .get::<Principal>()
@@ -173,8 +188,14 @@ pub async fn middleware(
         .await
         .map_err(|e| ApiError::internal("buffering a response", e))?;
     let sealed = app.secrets.seal(&bytes);
-    if let Err(err) =
-        records::complete(&app.store, &slot.scope, &slot.claim, parts.status.as_u16(), &sealed).await
+    if let Err(err) = records::complete(
+        &app.store,
+        &slot.scope,
+        &slot.claim,
+        parts.status.as_u16(),
+        &sealed,
+    )
+    .await
     {
         tracing::warn!(error = %err, "could not record an idempotent response");
         let _ = records::release(&app.store, &slot.scope, &slot.claim).await;

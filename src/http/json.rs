@@ -24,8 +24,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 payload_too_large()
             } else {
-                ApiError::new(ErrorCode::VALIDATION_ERROR, "The request body could not be read")
-                    .with_reason("invalid-body")
+                ApiError::new(
+                    ErrorCode::VALIDATION_ERROR,
+                    "The request body could not be read",
+                )
+                .with_reason("invalid-body")
             }
         })?;
         parse_body(content_type.as_deref(), &bytes).map(ApiJson)
@@ -46,10 +49,14 @@ fn is_json_media_type(content_type: &str) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-pub fn parse_body<T: DeserializeOwned>(content_type: Option<&str>, bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_body<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
     let value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
@@ -155,6 +162,8 @@ mod tests {
     fn content_type_is_checked_for_non_empty_bodies() {
         let err = parse_body::<Body>(Some("text/plain"), br#"{"name":"x"}"#).unwrap_err();
         assert_eq!(err.details["reason"], "unsupported-content-type");
-        assert!(parse_body::<Body>(Some("application/merge-patch+json"), br#"{"name":"x"}"#).is_ok());
+        assert!(
+            parse_body::<Body>(Some("application/merge-patch+json"), br#"{"name":"x"}"#).is_ok()
+        );
     }
 }

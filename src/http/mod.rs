@@ -20,11 +20,17 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::App;
 
-pub static JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+pub static JSON_CONTENT_TYPE: HeaderValue =
+    HeaderValue::from_static("application/json; charset=utf-8");
 
 /// A JSON response from already serialised bytes.
 pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE.clone())], bytes).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE.clone())],
+        bytes,
+    )
+        .into_response()
 }
 
 /// A JSON response: `{"item": …}`, a list envelope or a raw object, as the endpoint specifies.
@@ -49,14 +55,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 
-    let api = Router::new().merge(crate::health::api_routes()).merge(platform);
+    let api = Router::new()
+        .merge(crate::health::api_routes())
+        .merge(platform);
 
     Router::new()
         .merge(crate::health::root_routes())
         .nest("/api/v1", api)
         .fallback(envelope::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
-        .layer(from_fn_with_state(app.clone(), envelope::limit_declared_body))
+        .layer(from_fn_with_state(
+            app.clone(),
+            envelope::limit_declared_body,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn(envelope::ensure_json_errors))
         .layer(from_fn(request_id::middleware))

@@ -153,7 +153,13 @@ mod tests {
         assert_eq!(out.items.len(), 2);
         let cursor = out.next_cursor.unwrap();
         let next = request(&format!("cursor={cursor}"), &["e", "f=1"]).unwrap();
-        assert_eq!(next.after, Some(Position { t: 2, id: "b".into() }));
+        assert_eq!(
+            next.after,
+            Some(Position {
+                t: 2,
+                id: "b".into()
+            })
+        );
         let err = request(&format!("cursor={cursor}"), &["e", "f=2"]).unwrap_err();
         assert_eq!(err.details["reason"], "cursor-filter-mismatch");
         for bad in ["cursor=%%%", "cursor=bm90LWpzb24", "cursor=e30"] {
@@ -164,7 +170,10 @@ mod tests {
     #[test]
     fn last_page_has_no_cursor() {
         let page = request("limit=3", &["e"]).unwrap();
-        let out = page.finish(vec![(1, "a")], |(t, id)| Position { t: *t, id: id.to_string() });
+        let out = page.finish(vec![(1, "a")], |(t, id)| Position {
+            t: *t,
+            id: id.to_string(),
+        });
         assert!(out.next_cursor.is_none());
         let json = serde_json::to_value(&out).unwrap();
         assert!(json.get("nextCursor").is_none());

@@ -13,14 +13,18 @@ impl QueryParams {
     pub fn parse(query: &str) -> Self {
         let mut map = HashMap::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            map.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+            map.entry(key.into_owned())
+                .or_insert_with(|| value.into_owned());
         }
         QueryParams(map)
     }
 
     /// The value of `name`; an empty value counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 

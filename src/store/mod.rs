@@ -46,7 +46,10 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/s
 
 impl Store {
     /// Opens the pool, retrying an unreachable database until `wait` has passed.
-    pub async fn connect(target: &DatabaseTarget, wait: Duration) -> Result<Store, StoreStartError> {
+    pub async fn connect(
+        target: &DatabaseTarget,
+        wait: Duration,
+    ) -> Result<Store, StoreStartError> {
         install_default_drivers();
         let (url, backend) = match target {
             DatabaseTarget::Postgres(url) => (url.expose().to_string(), Backend::Postgres),
@@ -135,7 +138,10 @@ impl Store {
 
     /// A trivial query, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -222,9 +228,7 @@ impl SqlBuilder {
         self
     }
 
-    pub fn build(
-        self,
-    ) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    pub fn build(self) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
         sqlx::query_with(sqlx::AssertSqlSafe(self.sql), self.args)
     }
 }

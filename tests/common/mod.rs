@@ -34,10 +34,10 @@ impl Backend {
 /// SQLite, plus PostgreSQL when `TEST_DATABASE_URL` is set.
 pub fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::Sqlite];
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            all.push(Backend::Postgres(url));
-        }
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        all.push(Backend::Postgres(url));
     }
     all
 }
@@ -56,11 +56,19 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                TestDb { url, backend: backend.clone(), _dir: Some(dir), pg_name: None }
+                TestDb {
+                    url,
+                    backend: backend.clone(),
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
             }
             Backend::Postgres(admin_url) => {
                 sqlx::any::install_default_drivers();
-                let name = format!("peaqos_t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+                let name = format!(
+                    "peaqos_t_{}",
+                    ulid::Ulid::generate().to_string().to_lowercase()
+                );
                 let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)
@@ -69,14 +77,21 @@ impl TestDb {
                 admin.close().await.unwrap();
                 let mut url = reqwest::Url::parse(admin_url).unwrap();
                 url.set_path(&format!("/{name}"));
-                TestDb { url: url.to_string(), backend: backend.clone(), _dir: None, pg_name: Some(name) }
+                TestDb {
+                    url: url.to_string(),
+                    backend: backend.clone(),
+                    _dir: None,
+                    pg_name: Some(name),
+                }
             }
         }
     }
 
     pub async fn drop_database(&self) {
-        if let (Backend::Postgres(admin_url), Some(name)) = (&self.backend, &self.pg_name) {
-            if let Ok(mut admin) = sqlx::AnyConnection::connect(admin_url).await {
+        if let (Backend::Postgres(admin_url), Some(name)) = (&self.backend, &self.pg_name)
+            && let Ok(mut admin) = sqlx::AnyConnection::connect(admin_url).await
+        {
+            {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
@@ -99,9 +114,13 @@ pub struct TestServer {
 }
 
 pub fn config_with(database_url: &str, env: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut vars: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     vars.insert("DATABASE_URL".into(), database_url.to_string());
-    vars.entry("PEAQOS_LISTEN_ADDR".into()).or_insert("127.0.0.1:0".into());
+    vars.entry("PEAQOS_LISTEN_ADDR".into())
+        .or_insert("127.0.0.1:0".into());
     Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid")
 }
 
@@ -117,7 +136,9 @@ impl TestServer {
     pub async fn start_on(db: TestDb, database_url: &str, env: &[(&str, &str)]) -> TestServer {
         let config = config_with(database_url, env);
         let clock = Clock::default();
-        let app = App::start(config, clock.clone()).await.expect("server starts");
+        let app = App::start(config, clock.clone())
+            .await
+            .expect("server starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -153,7 +174,11 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::POST, path).json(body).send().await.unwrap()
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Stops serving (in-flight requests complete) and keeps the database.
@@ -166,7 +191,12 @@ impl TestServer {
         }
         std::mem::replace(
             &mut self.db,
-            TestDb { url: String::new(), backend: Backend::Sqlite, _dir: None, pg_name: None },
+            TestDb {
+                url: String::new(),
+                backend: Backend::Sqlite,
+                _dir: None,
+                pg_name: None,
+            },
         )
     }
 
@@ -186,7 +216,10 @@ pub async fn json_of(response: Response) -> Value {
         .unwrap_or_default();
     let status = response.status();
     let text = response.text().await.unwrap();
-    assert_eq!(content_type, "application/json; charset=utf-8", "status {status}, body {text}");
+    assert_eq!(
+        content_type, "application/json; charset=utf-8",
+        "status {status}, body {text}"
+    );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 

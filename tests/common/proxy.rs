@@ -23,14 +23,18 @@ impl Proxy {
         let (accept_down, accept_cut) = (down.clone(), cut.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if accept_down.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let mut cut_rx = accept_cut.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}
