@@ -2,12 +2,15 @@
 //! [`run`] is what `main` and the integration tests call.
 
 pub mod audit;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod machines;
+pub mod identity;
 pub mod store;
 
 use std::future::Future;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::clients::mcr::McrResolver;
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::crypto::secrets::SecretBox;
@@ -33,6 +37,8 @@ pub struct App {
     /// Encryption of stored secrets and idempotent responses.
     pub secrets: SecretBox,
     pub api_keys: ApiKeys,
+    /// Machine identity resolution against the peaqOS MCR API.
+    pub mcr: McrResolver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,8 @@ pub enum StartError {
     Store(#[from] store::StoreStartError),
     #[error("cannot load the session secret: {0}")]
     SessionSecret(sqlx::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
     #[error("cannot serve: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -81,6 +89,17 @@ impl App {
             None => SecretBox::derived_from(session_secret.expose().as_bytes()),
         };
         let api_keys = ApiKeys::new(config.api_keys.iter().map(Secret::expose));
+        // One client for every outbound call; each call sets its own timeout.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(StartError::HttpClient)?;
+        let mcr = McrResolver::new(
+            http,
+            config.mcr_api_url.clone(),
+            config.mcr_cache_ttl_ms,
+            clock.clone(),
+        );
 
         Ok(Arc::new(App {
             config,
@@ -89,6 +108,7 @@ impl App {
             session_secret,
             secrets,
             api_keys,
+            mcr,
         }))
     }
 }

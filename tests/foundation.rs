@@ -142,22 +142,24 @@ async fn oversized_bodies_get_413() {
         // A body without a declared length is cut off at the limit as well.
         let stream = futures_stream(vec![vec![b' '; 40], vec![b' '; 40]]);
         let response = srv
-            .request(Method::POST, "/api/v1/audit-events")
+            .request(Method::POST, "/api/v1/machine-identity/challenges")
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+        // Also when the idempotency layer is the first to read it.
+        let stream = futures_stream(vec![vec![b' '; 40], vec![b' '; 40]]);
+        let response = srv
+            .request(Method::POST, "/api/v1/machine-identity/challenges")
             .header("idempotency-key", "k1")
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await
             .unwrap();
-        assert!(
-            matches!(
-                response.status(),
-                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::METHOD_NOT_ALLOWED
-            ),
-            "{}",
-            response.status()
-        );
-        json_of(response).await;
+        expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
         srv.stop().await;
     }
 }
@@ -542,4 +544,187 @@ async fn an_unreachable_database_fails_start_up_with_a_clear_message() {
         .unwrap();
     assert!(matches!(err, StoreStartError::Unreachable { .. }));
     assert!(!err.to_string().contains("pw@"), "{err}");
+}
+
+const DISABLED: &[(&str, &str)] = &[("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled")];
+
+async fn post_raw(srv: &TestServer, path: &str, content_type: Option<&str>, body: &'static str) -> reqwest::Response {
+    let mut request = srv.request(Method::POST, path).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn bad_json_bodies_are_validation_errors_naming_the_field() {
+    for backend in backends() {
+        let srv = TestServer::start(&backend, DISABLED).await;
+        let path = "/api/v1/machine-identity/challenges";
+        for body in ["{", "{\"identityRef\": }", "[1,2]", "\"did:peaq:1\"", "null"] {
+            let error = expect_error(
+                post_raw(&srv, path, Some("application/json"), body).await,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+            )
+            .await;
+            assert_eq!(error["details"]["reason"], "invalid-json", "{body}");
+        }
+        let error = expect_error(
+            post_raw(&srv, path, Some("text/plain"), "{\"identityRef\":\"did:peaq:1\"}").await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(error["details"]["reason"], "unsupported-content-type");
+        // An empty body, with or without the JSON content type, reads as {}.
+        for content_type in [Some("application/json"), None] {
+            let error = expect_error(post_raw(&srv, path, content_type, "").await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR").await;
+            assert_eq!(error["details"]["field"], "identityRef");
+            assert_eq!(error["details"]["constraint"], "required");
+        }
+        // Wrong types name the field, nested ones with their path.
+        let error = expect_error(
+            srv.post_json(path, &json!({"identityRef": 42})).await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(error["details"]["field"], "identityRef");
+        assert!(error["message"].as_str().unwrap().contains("identityRef"));
+        let error = expect_error(
+            srv.post_json(
+                "/api/v1/machines",
+                &json!({"displayName": "d", "labels": {"siteName": 7}}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(error["details"]["field"], "labels.siteName");
+        // Unknown fields are ignored and null means absent.
+        let response = srv
+            .post_json(path, &json!({"identityRef": "did:peaq:7", "unknown": [1], "other": null}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let error = expect_error(
+            srv.post_json(path, &json!({"identityRef": null})).await,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(error["details"]["constraint"], "required");
+        srv.stop().await;
+    }
+}
+
+async fn audit_count(srv: &TestServer, event_type: &str) -> usize {
+    let body = json_of(srv.get(&format!("/api/v1/audit-events?type={event_type}")).await).await;
+    body["items"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_success_without_new_side_effects() {
+    for backend in backends() {
+        let srv = TestServer::start(&backend, DISABLED).await;
+        let path = "/api/v1/machine-identity/challenges";
+        let send = |key: &'static str, body: Value| {
+            srv.request(Method::POST, path).header("idempotency-key", key).json(&body).send()
+        };
+
+        let first = send("key-1", json!({"identityRef": "did:peaq:1"})).await.unwrap();
+        assert_eq!(first.status(), StatusCode::CREATED);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let first = json_of(first).await;
+
+        let again = send("key-1", json!({"identityRef": "did:peaq:1"})).await.unwrap();
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(json_of(again).await, first);
+        assert_eq!(audit_count(&srv, "machine-identity.challenge-created").await, 1);
+
+        // Same key, different body.
+        let error = expect_error(
+            send("key-1", json!({"identityRef": "did:peaq:2"})).await.unwrap(),
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+        )
+        .await;
+        assert_eq!(error["details"]["reason"], "body-mismatch");
+
+        // The key is per path: another endpoint may use it.
+        let other = srv
+            .request(Method::POST, "/api/v1/machines")
+            .header("idempotency-key", "key-1")
+            .json(&json!({"identityRef": "did:peaq:1", "displayName": "m", "ownerId": "o", "machineType": "t", "runtimeProfile": "r"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::CREATED);
+
+        // A failed attempt does not reserve the key.
+        let failed = send("key-2", json!({"identityRef": "nope"})).await.unwrap();
+        assert_eq!(failed.status(), StatusCode::BAD_REQUEST);
+        let retried = send("key-2", json!({"identityRef": "did:peaq:3"})).await.unwrap();
+        assert_eq!(retried.status(), StatusCode::CREATED);
+
+        // Keys expire after 24 hours.
+        srv.clock.advance_ms(24 * 3600 * 1000 + 1);
+        let reused = send("key-1", json!({"identityRef": "did:peaq:2"})).await.unwrap();
+        assert_eq!(reused.status(), StatusCode::CREATED);
+        assert!(reused.headers().get("idempotent-replayed").is_none());
+
+        // Bad keys.
+        for key in ["", &"k".repeat(256)] {
+            let response = srv
+                .request(Method::POST, path)
+                .header("idempotency-key", key)
+                .json(&json!({"identityRef": "did:peaq:1"}))
+                .send()
+                .await
+                .unwrap();
+            let error = expect_error(response, StatusCode::BAD_REQUEST, "VALIDATION_ERROR").await;
+            assert_eq!(error["details"]["field"], "Idempotency-Key");
+        }
+
+        // Stored responses are encrypted at rest.
+        let challenge_id = first["item"]["challengeId"].as_str().unwrap();
+        let bodies: Vec<String> = sqlx::query_scalar("SELECT response_body FROM idempotency_records WHERE response_body IS NOT NULL")
+            .fetch_all(srv.app.store.pool())
+            .await
+            .unwrap();
+        assert!(!bodies.is_empty());
+        assert!(bodies.iter().all(|b| !b.contains(challenge_id) && !b.contains("identityRef")));
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_scoped_by_api_key() {
+    let srv = TestServer::start(
+        &Backend::Sqlite,
+        &[
+            ("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled"),
+            ("PEAQOS_REQUIRE_API_AUTH", "true"),
+            ("PEAQOS_API_KEYS", "alice,bob"),
+        ],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for api_key in ["alice", "bob", "alice"] {
+        let response = srv
+            .request(Method::POST, "/api/v1/machine-identity/challenges")
+            .header("x-api-key", api_key)
+            .header("idempotency-key", "shared")
+            .json(&json!({"identityRef": "did:peaq:1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        ids.push(json_of(response).await["item"]["challengeId"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1], "another principal gets its own result");
+    assert_eq!(ids[0], ids[2], "the same principal gets the replay");
+    srv.stop().await;
 }

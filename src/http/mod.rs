@@ -4,9 +4,11 @@ pub mod auth;
 pub mod envelope;
 pub mod idempotency;
 pub mod json;
+pub mod origin;
 pub mod paging;
 pub mod query;
 pub mod request_id;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -52,6 +54,8 @@ pub fn router(app: Arc<App>) -> Router {
     // its scope includes the principal.
     let platform = Router::new()
         .merge(crate::audit::routes())
+        .merge(crate::identity::routes())
+        .merge(crate::machines::routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 

@@ -102,15 +102,7 @@ impl PageRequest {
     pub fn finish<T>(&self, mut rows: Vec<T>, position_of: impl Fn(&T) -> Position) -> ListPage<T> {
         let next_cursor = if rows.len() > self.limit {
             rows.truncate(self.limit);
-            rows.last().map(|last| {
-                let Position { t, id } = position_of(last);
-                let token = CursorToken {
-                    t,
-                    id,
-                    f: self.scope.clone(),
-                };
-                URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("cursor serialises"))
-            })
+            rows.last().map(|last| self.cursor_at(position_of(last)))
         } else {
             None
         };
@@ -118,6 +110,16 @@ impl PageRequest {
             items: rows,
             next_cursor,
         }
+    }
+
+    /// The cursor of a page that continues after `position`.
+    pub fn cursor_at(&self, position: Position) -> String {
+        let token = CursorToken {
+            t: position.t,
+            id: position.id,
+            f: self.scope.clone(),
+        };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("cursor serialises"))
     }
 }
 
