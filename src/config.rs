@@ -94,6 +94,7 @@ pub struct Config {
     pub machine_identity_challenge_ttl_ms: u64,
     pub mcr_api_url: String,
     pub mcr_cache_ttl_ms: u64,
+    pub mcr_timeout_ms: u64,
 
     pub agent_pairing_verification: VerificationMode,
     pub agent_pairing_challenge_ttl_ms: u64,
@@ -410,6 +411,7 @@ impl Config {
                 .http_url("PEAQOS_MCR_API_URL")?
                 .unwrap_or_else(|| "https://mcr.peaq.xyz".to_string()),
             mcr_cache_ttl_ms: vars.uint("PEAQOS_MCR_CACHE_TTL_MS", 30_000)?,
+            mcr_timeout_ms: mcr_timeout_ms(&vars)?,
             agent_pairing_verification: vars.verification("PEAQOS_AGENT_PAIRING_VERIFICATION")?,
             agent_pairing_challenge_ttl_ms: vars
                 .uint("PEAQOS_AGENT_PAIRING_CHALLENGE_TTL_MS", 600_000)?,
@@ -448,6 +450,14 @@ impl Config {
         }
         warnings
     }
+}
+
+fn mcr_timeout_ms<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<u64, ConfigError> {
+    let ms = vars.uint("PEAQOS_MCR_TIMEOUT_MS", 10_000)?;
+    if ms == 0 {
+        return Err(invalid("PEAQOS_MCR_TIMEOUT_MS", "must be at least 1"));
+    }
+    Ok(ms)
 }
 
 fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {

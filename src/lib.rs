@@ -99,7 +99,8 @@ impl App {
             config.mcr_api_url.clone(),
             config.mcr_cache_ttl_ms,
             clock.clone(),
-        );
+        )
+        .with_timeout(Duration::from_millis(config.mcr_timeout_ms));
 
         Ok(Arc::new(App {
             config,

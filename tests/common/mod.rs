@@ -2,7 +2,9 @@
 //! PostgreSQL when `TEST_DATABASE_URL` is set.
 #![allow(dead_code)]
 
+pub mod fake_mcr;
 pub mod proxy;
+pub mod wallet;
 
 use std::collections::HashMap;
 use std::sync::Arc;

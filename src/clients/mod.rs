@@ -1,0 +1,4 @@
+//! Outbound HTTP clients (DESIGN.md `clients/`): each call has its own timeout, and failures
+//! of the remote side are mapped to the spec's error codes here, never leaked to API clients.
+
+pub mod mcr;
