@@ -9,8 +9,8 @@ pub mod crypto;
 pub mod error;
 pub mod health;
 pub mod http;
-pub mod machines;
 pub mod identity;
+pub mod machines;
 pub mod store;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! Cryptography: secrets at rest, token hashing (and, with later features, EIP-191 proofs and
 //! pairing JWTs).
 
+pub mod eip191;
 pub mod secrets;
 
 use sha2::{Digest, Sha256};

@@ -27,7 +27,11 @@ impl FromRequestParts<Arc<App>> for RequestOrigin {
             .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .ok_or_else(|| {
-                ApiError::validation("Host", "header", "A Host header is required when PEAQOS_PUBLIC_URL is unset")
+                ApiError::validation(
+                    "Host",
+                    "header",
+                    "A Host header is required when PEAQOS_PUBLIC_URL is unset",
+                )
             })?;
         let scheme = parts
             .headers

@@ -12,7 +12,11 @@ pub const MAX_ITEMS: usize = 100;
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
-        return Err(ApiError::validation(field, "non-blank", format!("{field} must not be blank")));
+        return Err(ApiError::validation(
+            field,
+            "non-blank",
+            format!("{field} must not be blank"),
+        ));
     }
     if value.chars().count() > max {
         return Err(ApiError::validation(
@@ -26,13 +30,18 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
 
 /// A required non-blank string of at most `max` characters.
 pub fn required_text(field: &str, value: Option<String>, max: usize) -> Result<String, ApiError> {
-    let value = value.ok_or_else(|| ApiError::validation(field, "required", format!("{field} is required")))?;
+    let value = value
+        .ok_or_else(|| ApiError::validation(field, "required", format!("{field} is required")))?;
     check_text(field, &value, max)?;
     Ok(value)
 }
 
 /// An optional non-blank string of at most `max` characters.
-pub fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+pub fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match value {
         None => Ok(None),
         Some(value) => check_text(field, &value, max).map(|()| Some(value)),
@@ -40,8 +49,13 @@ pub fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<O
 }
 
 /// A list of non-blank names; duplicates removed, first kept.
-pub fn name_list(field: &str, values: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
-    let Some(values) = values else { return Ok(None) };
+pub fn name_list(
+    field: &str,
+    values: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(values) = values else {
+        return Ok(None);
+    };
     if values.len() > MAX_ITEMS {
         return Err(ApiError::validation(
             field,
@@ -66,7 +80,11 @@ mod tests {
     #[test]
     fn text_rules() {
         assert_eq!(required_text("a", Some("x".into()), 3).unwrap(), "x");
-        for (value, constraint) in [(None, "required"), (Some(" \t".to_string()), "non-blank"), (Some("abcd".into()), "at most 3 characters")] {
+        for (value, constraint) in [
+            (None, "required"),
+            (Some(" \t".to_string()), "non-blank"),
+            (Some("abcd".into()), "at most 3 characters"),
+        ] {
             let err = required_text("a", value, 3).unwrap_err();
             assert_eq!(err.details["field"], "a");
             assert_eq!(err.details["constraint"], constraint);
@@ -76,7 +94,9 @@ mod tests {
 
     #[test]
     fn lists_dedupe_and_name_the_entry() {
-        let out = name_list("caps", Some(vec!["b".into(), "a".into(), "b".into()])).unwrap().unwrap();
+        let out = name_list("caps", Some(vec!["b".into(), "a".into(), "b".into()]))
+            .unwrap()
+            .unwrap();
         assert_eq!(out, ["b", "a"]);
         let err = name_list("caps", Some(vec!["ok".into(), " ".into()])).unwrap_err();
         assert_eq!(err.details["field"], "caps[1]");

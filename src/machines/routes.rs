@@ -19,7 +19,10 @@ use crate::http::query::QueryParams;
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/machines", get(list).post(create))
-        .route("/machines/{machine_id}", get(read).patch(update).delete(archive))
+        .route(
+            "/machines/{machine_id}",
+            get(read).patch(update).delete(archive),
+        )
 }
 
 async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
@@ -34,7 +37,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateMachine>,
 ) -> ApiResult<Response> {
     let staged = service::create(&app, body).await?;
-    commit(&app, staged.tx, &idempotency, StatusCode::CREATED, &Item { item: staged.value }).await
+    commit(
+        &app,
+        staged.tx,
+        &idempotency,
+        StatusCode::CREATED,
+        &Item { item: staged.value },
+    )
+    .await
 }
 
 async fn read(State(app): State<Arc<App>>, Path(machine_id): Path<String>) -> ApiResult<Response> {
@@ -48,10 +58,20 @@ async fn update(
     ApiJson(body): ApiJson<UpdateMachine>,
 ) -> ApiResult<Response> {
     let staged = service::update(&app, &machine_id, body).await?;
-    commit(&app, staged.tx, &Idempotency::default(), StatusCode::OK, &Item { item: staged.value }).await
+    commit(
+        &app,
+        staged.tx,
+        &Idempotency::default(),
+        StatusCode::OK,
+        &Item { item: staged.value },
+    )
+    .await
 }
 
-async fn archive(State(app): State<Arc<App>>, Path(machine_id): Path<String>) -> ApiResult<Response> {
+async fn archive(
+    State(app): State<Arc<App>>,
+    Path(machine_id): Path<String>,
+) -> ApiResult<Response> {
     if let Some(tx) = service::archive(&app, &machine_id).await? {
         tx.commit().await?;
     }

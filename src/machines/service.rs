@@ -64,13 +64,21 @@ fn labels(value: Option<BTreeMap<String, String>>) -> ApiResult<Option<BTreeMap<
 fn policy_ids(value: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
     let ids = name_list("policyIds", value)?;
     if let Some(first) = ids.as_ref().and_then(|ids| ids.first()) {
-        return Err(ApiError::validation("policyIds[0]", "existing policy", format!("Unknown policy {first}"))
-            .with_reason("policy-not-found"));
+        return Err(ApiError::validation(
+            "policyIds[0]",
+            "existing policy",
+            format!("Unknown policy {first}"),
+        )
+        .with_reason("policy-not-found"));
     }
     Ok(ids)
 }
 
-fn audit_event(machine: &Machine, event_type: &'static str, payload: serde_json::Value) -> NewAuditEvent {
+fn audit_event(
+    machine: &Machine,
+    event_type: &'static str,
+    payload: serde_json::Value,
+) -> NewAuditEvent {
     NewAuditEvent {
         actor: Actor::Api,
         event_type,
@@ -86,9 +94,9 @@ pub async fn create(app: &App, body: CreateMachine) -> ApiResult<Staged<Machine>
     let owner_id = required_text("ownerId", body.owner_id, MAX_NAME)?;
     let machine_type = required_text("machineType", body.machine_type, MAX_NAME)?;
     let runtime_profile = required_text("runtimeProfile", body.runtime_profile, MAX_NAME)?;
-    let raw_identity = body
-        .identity_ref
-        .ok_or_else(|| ApiError::validation("identityRef", "required", "identityRef is required"))?;
+    let raw_identity = body.identity_ref.ok_or_else(|| {
+        ApiError::validation("identityRef", "required", "identityRef is required")
+    })?;
     let identity = IdentityRef::parse_field("identityRef", &raw_identity)?;
     let capabilities = name_list("capabilities", body.capabilities)?.unwrap_or_default();
     let labels = labels(body.labels)?.unwrap_or_default();
@@ -98,7 +106,10 @@ pub async fn create(app: &App, body: CreateMachine) -> ApiResult<Staged<Machine>
     if store::live_identity_exists(&app.store, &identity.to_string()).await? {
         return Err(identity_exists());
     }
-    let proof = match (app.config.machine_identity_verification, body.identity_proof) {
+    let proof = match (
+        app.config.machine_identity_verification,
+        body.identity_proof,
+    ) {
         (VerificationMode::Disabled, _) | (VerificationMode::Optional, None) => None,
         (VerificationMode::Required, None) => return Err(proof_required()),
         (_, Some(input)) => Some(identity::verify_proof(app, &identity, input).await?),
@@ -136,7 +147,12 @@ pub async fn create(app: &App, body: CreateMachine) -> ApiResult<Staged<Machine>
         "status": machine.status.as_str(),
         "verified": machine.identity_proof.is_some(),
     });
-    audit::record(&mut tx, now, audit_event(&machine, "machine.created", payload)).await?;
+    audit::record(
+        &mut tx,
+        now,
+        audit_event(&machine, "machine.created", payload),
+    )
+    .await?;
     Ok(Staged { tx, value: machine })
 }
 
@@ -148,8 +164,12 @@ pub async fn find(app: &App, id: &str) -> ApiResult<Machine> {
 }
 
 fn identity_of(machine: &Machine) -> ApiResult<IdentityRef> {
-    IdentityRef::parse(&machine.identity_ref)
-        .ok_or_else(|| ApiError::internal("stored identity ref", format!("{:?} does not parse", machine.identity_ref)))
+    IdentityRef::parse(&machine.identity_ref).ok_or_else(|| {
+        ApiError::internal(
+            "stored identity ref",
+            format!("{:?} does not parse", machine.identity_ref),
+        )
+    })
 }
 
 pub async fn get(app: &App, id: &str) -> ApiResult<Machine> {
@@ -157,7 +177,12 @@ pub async fn get(app: &App, id: &str) -> ApiResult<Machine> {
     if machine.status != MachineStatus::Archived
         && app.config.machine_identity_verification != VerificationMode::Disabled
     {
-        identity::reverify(app, &identity_of(&machine)?, machine.identity_proof.as_ref()).await?;
+        identity::reverify(
+            app,
+            &identity_of(&machine)?,
+            machine.identity_proof.as_ref(),
+        )
+        .await?;
     }
     Ok(machine)
 }
@@ -173,7 +198,9 @@ async fn listable(app: &App, machine: &Machine) -> ApiResult<bool> {
         (Some(proof), _) => proof,
     };
     match app.mcr.resolve(&identity_of(machine)?).await {
-        Ok(resolution) => Ok(resolution.controller_addresses.contains(&proof.signer_address)),
+        Ok(resolution) => Ok(resolution
+            .controller_addresses
+            .contains(&proof.signer_address)),
         Err(McrError::NotActivated) => Ok(false),
         Err(err) => Err(err.into()),
     }
@@ -260,8 +287,10 @@ impl Patch {
 
     /// Only stops the machine: such a patch skips identity re-verification (spec §7.4 step 5).
     fn only_stops(&self) -> bool {
-        matches!(self.status, Some(MachineStatus::Blocked | MachineStatus::Archived))
-            && self.display_name.is_none()
+        matches!(
+            self.status,
+            Some(MachineStatus::Blocked | MachineStatus::Archived)
+        ) && self.display_name.is_none()
             && self.owner_id.is_none()
             && self.machine_type.is_none()
             && self.runtime_profile.is_none()
@@ -273,8 +302,11 @@ impl Patch {
 }
 
 fn archived() -> ApiError {
-    ApiError::new(ErrorCode::MACHINE_NOT_ACTIVE, "The machine is archived and cannot be changed")
-        .with("status", MachineStatus::Archived.as_str())
+    ApiError::new(
+        ErrorCode::MACHINE_NOT_ACTIVE,
+        "The machine is archived and cannot be changed",
+    )
+    .with("status", MachineStatus::Archived.as_str())
 }
 
 pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Staged<Machine>> {
@@ -307,7 +339,9 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Stage
     let mut new_proof: Option<IdentityProof> = None;
     if mode != VerificationMode::Disabled && !patch.only_stops() {
         match (body.identity_proof, &machine.identity_proof) {
-            (Some(input), _) => new_proof = Some(identity::verify_proof(app, &identity, input).await?),
+            (Some(input), _) => {
+                new_proof = Some(identity::verify_proof(app, &identity, input).await?)
+            }
             (None, Some(stored)) => {
                 identity::reverify(app, &identity, Some(stored)).await?;
             }
@@ -348,7 +382,10 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Stage
         }
         machine.revision += 1;
         let (event_type, payload) = if machine.status == MachineStatus::Archived {
-            ("machine.archived", json!({ "statusFrom": status_from.as_str() }))
+            (
+                "machine.archived",
+                json!({ "statusFrom": status_from.as_str() }),
+            )
         } else {
             let mut payload = json!({
                 "changedFields": changed,
@@ -385,7 +422,12 @@ pub async fn archive(app: &App, id: &str) -> ApiResult<Option<Tx>> {
             continue;
         }
         let payload = json!({ "statusFrom": status_from.as_str() });
-        audit::record(&mut tx, now, audit_event(&machine, "machine.archived", payload)).await?;
+        audit::record(
+            &mut tx,
+            now,
+            audit_event(&machine, "machine.archived", payload),
+        )
+        .await?;
         return Ok(Some(tx));
     }
     Err(ApiError::new(

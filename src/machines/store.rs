@@ -9,7 +9,10 @@ use crate::store::{Store, Tx};
 const COLUMNS: &str = "id, display_name, status, owner_id, identity_ref, identity_proof, machine_type,
      runtime_profile, capabilities, labels, policy_ids, skill_keys, created_at, updated_at, revision";
 
-fn json_column<T: serde::de::DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
+fn json_column<T: serde::de::DeserializeOwned + Default>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, sqlx::Error> {
     let text: String = row.try_get(column)?;
     serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
@@ -22,8 +25,9 @@ fn machine_from(row: &AnyRow) -> Result<Machine, sqlx::Error> {
     Ok(Machine {
         id: row.try_get("id")?,
         display_name: row.try_get("display_name")?,
-        status: MachineStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown machine status {status:?}").into()))?,
+        status: MachineStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown machine status {status:?}").into())
+        })?,
         owner_id: row.try_get("owner_id")?,
         identity_ref: row.try_get("identity_ref")?,
         identity_proof: proof
@@ -99,15 +103,21 @@ pub async fn update(tx: &mut Tx, m: &Machine, updated_at: i64) -> Result<bool, s
 }
 
 pub async fn get(store: &Store, id: &str) -> Result<Option<Machine>, sqlx::Error> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM machines WHERE id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(store.pool())
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM machines WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(store.pool())
+    .await?;
     row.as_ref().map(machine_from).transpose()
 }
 
 /// Non-archived machines after `after`, oldest first.
-pub async fn list_live(store: &Store, after: Option<&Position>, limit: i64) -> Result<Vec<Machine>, sqlx::Error> {
+pub async fn list_live(
+    store: &Store,
+    after: Option<&Position>,
+    limit: i64,
+) -> Result<Vec<Machine>, sqlx::Error> {
     let (t, id) = after.map_or((i64::MIN, String::new()), |p| (p.t, p.id.clone()));
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM machines
@@ -124,10 +134,11 @@ pub async fn list_live(store: &Store, after: Option<&Position>, limit: i64) -> R
 
 /// Whether a non-archived machine already has `identity_ref`.
 pub async fn live_identity_exists(store: &Store, identity_ref: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM machines WHERE identity_ref = $1 AND status <> 'archived'")
-            .bind(identity_ref.to_string())
-            .fetch_optional(store.pool())
-            .await?;
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM machines WHERE identity_ref = $1 AND status <> 'archived'",
+    )
+    .bind(identity_ref.to_string())
+    .fetch_optional(store.pool())
+    .await?;
     Ok(found.is_some())
 }
