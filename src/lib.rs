@@ -11,6 +11,8 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod machines;
+pub mod orders;
+pub mod pairings;
 pub mod store;
 
 use std::future::Future;

@@ -548,7 +548,12 @@ async fn an_unreachable_database_fails_start_up_with_a_clear_message() {
 
 const DISABLED: &[(&str, &str)] = &[("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled")];
 
-async fn post_raw(srv: &TestServer, path: &str, content_type: Option<&str>, body: &'static str) -> reqwest::Response {
+async fn post_raw(
+    srv: &TestServer,
+    path: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> reqwest::Response {
     let mut request = srv.request(Method::POST, path).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
@@ -561,7 +566,13 @@ async fn bad_json_bodies_are_validation_errors_naming_the_field() {
     for backend in backends() {
         let srv = TestServer::start(&backend, DISABLED).await;
         let path = "/api/v1/machine-identity/challenges";
-        for body in ["{", "{\"identityRef\": }", "[1,2]", "\"did:peaq:1\"", "null"] {
+        for body in [
+            "{",
+            "{\"identityRef\": }",
+            "[1,2]",
+            "\"did:peaq:1\"",
+            "null",
+        ] {
             let error = expect_error(
                 post_raw(&srv, path, Some("application/json"), body).await,
                 StatusCode::BAD_REQUEST,
@@ -571,7 +582,13 @@ async fn bad_json_bodies_are_validation_errors_naming_the_field() {
             assert_eq!(error["details"]["reason"], "invalid-json", "{body}");
         }
         let error = expect_error(
-            post_raw(&srv, path, Some("text/plain"), "{\"identityRef\":\"did:peaq:1\"}").await,
+            post_raw(
+                &srv,
+                path,
+                Some("text/plain"),
+                "{\"identityRef\":\"did:peaq:1\"}",
+            )
+            .await,
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
         )
@@ -579,7 +596,12 @@ async fn bad_json_bodies_are_validation_errors_naming_the_field() {
         assert_eq!(error["details"]["reason"], "unsupported-content-type");
         // An empty body, with or without the JSON content type, reads as {}.
         for content_type in [Some("application/json"), None] {
-            let error = expect_error(post_raw(&srv, path, content_type, "").await, StatusCode::BAD_REQUEST, "VALIDATION_ERROR").await;
+            let error = expect_error(
+                post_raw(&srv, path, content_type, "").await,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+            )
+            .await;
             assert_eq!(error["details"]["field"], "identityRef");
             assert_eq!(error["details"]["constraint"], "required");
         }
@@ -605,7 +627,10 @@ async fn bad_json_bodies_are_validation_errors_naming_the_field() {
         assert_eq!(error["details"]["field"], "labels.siteName");
         // Unknown fields are ignored and null means absent.
         let response = srv
-            .post_json(path, &json!({"identityRef": "did:peaq:7", "unknown": [1], "other": null}))
+            .post_json(
+                path,
+                &json!({"identityRef": "did:peaq:7", "unknown": [1], "other": null}),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let error = expect_error(
@@ -620,7 +645,11 @@ async fn bad_json_bodies_are_validation_errors_naming_the_field() {
 }
 
 async fn audit_count(srv: &TestServer, event_type: &str) -> usize {
-    let body = json_of(srv.get(&format!("/api/v1/audit-events?type={event_type}")).await).await;
+    let body = json_of(
+        srv.get(&format!("/api/v1/audit-events?type={event_type}"))
+            .await,
+    )
+    .await;
     body["items"].as_array().unwrap().len()
 }
 
@@ -630,23 +659,35 @@ async fn idempotency_keys_replay_the_first_success_without_new_side_effects() {
         let srv = TestServer::start(&backend, DISABLED).await;
         let path = "/api/v1/machine-identity/challenges";
         let send = |key: &'static str, body: Value| {
-            srv.request(Method::POST, path).header("idempotency-key", key).json(&body).send()
+            srv.request(Method::POST, path)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
         };
 
-        let first = send("key-1", json!({"identityRef": "did:peaq:1"})).await.unwrap();
+        let first = send("key-1", json!({"identityRef": "did:peaq:1"}))
+            .await
+            .unwrap();
         assert_eq!(first.status(), StatusCode::CREATED);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let first = json_of(first).await;
 
-        let again = send("key-1", json!({"identityRef": "did:peaq:1"})).await.unwrap();
+        let again = send("key-1", json!({"identityRef": "did:peaq:1"}))
+            .await
+            .unwrap();
         assert_eq!(again.status(), StatusCode::CREATED);
         assert_eq!(again.headers()["idempotent-replayed"], "true");
         assert_eq!(json_of(again).await, first);
-        assert_eq!(audit_count(&srv, "machine-identity.challenge-created").await, 1);
+        assert_eq!(
+            audit_count(&srv, "machine-identity.challenge-created").await,
+            1
+        );
 
         // Same key, different body.
         let error = expect_error(
-            send("key-1", json!({"identityRef": "did:peaq:2"})).await.unwrap(),
+            send("key-1", json!({"identityRef": "did:peaq:2"}))
+                .await
+                .unwrap(),
             StatusCode::CONFLICT,
             "IDEMPOTENCY_CONFLICT",
         )
@@ -666,12 +707,16 @@ async fn idempotency_keys_replay_the_first_success_without_new_side_effects() {
         // A failed attempt does not reserve the key.
         let failed = send("key-2", json!({"identityRef": "nope"})).await.unwrap();
         assert_eq!(failed.status(), StatusCode::BAD_REQUEST);
-        let retried = send("key-2", json!({"identityRef": "did:peaq:3"})).await.unwrap();
+        let retried = send("key-2", json!({"identityRef": "did:peaq:3"}))
+            .await
+            .unwrap();
         assert_eq!(retried.status(), StatusCode::CREATED);
 
         // Keys expire after 24 hours.
         srv.clock.advance_ms(24 * 3600 * 1000 + 1);
-        let reused = send("key-1", json!({"identityRef": "did:peaq:2"})).await.unwrap();
+        let reused = send("key-1", json!({"identityRef": "did:peaq:2"}))
+            .await
+            .unwrap();
         assert_eq!(reused.status(), StatusCode::CREATED);
         assert!(reused.headers().get("idempotent-replayed").is_none());
 
@@ -690,12 +735,18 @@ async fn idempotency_keys_replay_the_first_success_without_new_side_effects() {
 
         // Stored responses are encrypted at rest.
         let challenge_id = first["item"]["challengeId"].as_str().unwrap();
-        let bodies: Vec<String> = sqlx::query_scalar("SELECT response_body FROM idempotency_records WHERE response_body IS NOT NULL")
-            .fetch_all(srv.app.store.pool())
-            .await
-            .unwrap();
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT response_body FROM idempotency_records WHERE response_body IS NOT NULL",
+        )
+        .fetch_all(srv.app.store.pool())
+        .await
+        .unwrap();
         assert!(!bodies.is_empty());
-        assert!(bodies.iter().all(|b| !b.contains(challenge_id) && !b.contains("identityRef")));
+        assert!(
+            bodies
+                .iter()
+                .all(|b| !b.contains(challenge_id) && !b.contains("identityRef"))
+        );
         srv.stop().await;
     }
 }
@@ -722,7 +773,12 @@ async fn idempotency_keys_are_scoped_by_api_key() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
-        ids.push(json_of(response).await["item"]["challengeId"].as_str().unwrap().to_string());
+        ids.push(
+            json_of(response).await["item"]["challengeId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_ne!(ids[0], ids[1], "another principal gets its own result");
     assert_eq!(ids[0], ids[2], "the same principal gets the replay");

@@ -622,3 +622,27 @@ fn errors_map_to_the_spec_codes() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn machine_ids_are_uint256_even_as_json_integers() {
+    let fake = FakeMcr::start().await;
+    let did = "did:peaq:1";
+    let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+    let body = |machine_id: &str| {
+        Behaviour::Raw(format!(
+            r#"{{"peaqos": {{"did": "{did}", "machine_id": {machine_id}, "bond_status": "bonded"}}}}"#
+        ))
+    };
+    let resolution = resolve_with(&fake, did, body(max)).await.unwrap();
+    assert_eq!(resolution.mcr_machine_id, max);
+    for bad in [
+        "-1",
+        "1.5",
+        "1e3",
+        "007",
+        "-115792089237316195423570985008687907853269984665640564039457584007913129639935",
+        "115792089237316195423570985008687907853269984665640564039457584007913129639936",
+    ] {
+        assert_unavailable(resolve_with(&fake, did, body(bad)).await, bad);
+    }
+}

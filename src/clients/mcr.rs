@@ -205,9 +205,13 @@ impl McrResolver {
             .bytes()
             .await
             .map_err(|err| unavailable(describe(&err)))?;
-        let body: Value = serde_json::from_slice(&body)
+        let parsed: Value = serde_json::from_slice(&body)
             .map_err(|err| unavailable(format!("body is not JSON: {err}")))?;
-        interpret(identity, did, &body).map(Arc::new)
+        let raw_machine_id = serde_json::from_slice::<RawBody>(&body)
+            .ok()
+            .and_then(|raw| raw.peaqos)
+            .and_then(|peaqos| peaqos.machine_id);
+        interpret(identity, did, &parsed, raw_machine_id.as_deref()).map(Arc::new)
     }
 }
 
@@ -282,11 +286,26 @@ fn describe(err: &reqwest::Error) -> String {
 
 /// Applies the spec §2 response table to a `200` JSON body.
 ///
-/// `machine_id` must be a JSON integer that fits in a `u64` or a canonical decimal string: without
-/// serde_json's `arbitrary_precision` (which would change number handling crate-wide) a larger
-/// JSON integer arrives as a float, so it is treated as ill-typed (unavailable) rather than
-/// guessed at. MCR sends such ids as strings.
-fn interpret(identity: &IdentityRef, did: &str, body: &Value) -> Result<Resolution, McrError> {
+/// `machine_id` may be a JSON integer of any size (machine ids are uint256) or a canonical decimal
+/// string; `raw_machine_id` is its exact JSON text, since a parsed `Value` would turn integers
+/// above 2⁶⁴ into floats.
+/// The exact text of `peaqos.machine_id`.
+#[derive(serde::Deserialize)]
+struct RawBody {
+    peaqos: Option<RawPeaqos>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawPeaqos {
+    machine_id: Option<Box<serde_json::value::RawValue>>,
+}
+
+fn interpret(
+    identity: &IdentityRef,
+    did: &str,
+    body: &Value,
+    raw_machine_id: Option<&serde_json::value::RawValue>,
+) -> Result<Resolution, McrError> {
     let ill_typed =
         |what: &str| McrError::Unavailable(format!("MCR look-up of {did}: {what} in the answer"));
     let peaqos = body
@@ -306,9 +325,12 @@ fn interpret(identity: &IdentityRef, did: &str, body: &Value) -> Result<Resoluti
     if !same_did {
         return Err(McrError::NotActivated);
     }
-    let mcr_machine_id = match peaqos.get("machine_id") {
-        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-        Some(Value::String(s)) if is_canonical_uint256(s) => s.clone(),
+    let mcr_machine_id = match (
+        peaqos.get("machine_id"),
+        raw_machine_id.map(|raw| raw.get()),
+    ) {
+        (Some(Value::Number(_)), Some(text)) if is_canonical_uint256(text) => text.to_string(),
+        (Some(Value::String(s)), _) if is_canonical_uint256(s) => s.clone(),
         _ => return Err(ill_typed("no non-negative integer `peaqos.machine_id`")),
     };
     let bonded = peaqos.get("bond_status").and_then(Value::as_str) == Some("bonded");

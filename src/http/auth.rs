@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
@@ -16,6 +17,8 @@ use crate::error::{ApiError, ErrorCode};
 pub enum Principal {
     /// SHA-256 (hex) of the API key used.
     ApiKey(String),
+    /// The pairing id of a valid pairing token.
+    Pairing(String),
     Anonymous,
 }
 
@@ -23,6 +26,7 @@ impl Principal {
     pub fn scope_label(&self) -> String {
         match self {
             Principal::ApiKey(digest) => format!("api-key:{digest}"),
+            Principal::Pairing(id) => format!("pairing:{id}"),
             Principal::Anonymous => "anonymous".to_string(),
         }
     }
@@ -60,28 +64,32 @@ impl ApiKeys {
     }
 }
 
-/// Requires a valid `x-api-key` when `PEAQOS_REQUIRE_API_AUTH=true`.
+/// Platform auth: with `PEAQOS_REQUIRE_API_AUTH=true`, `x-api-key` must match a configured key.
+pub fn check_api_key(app: &App, provided: Option<&HeaderValue>) -> Result<Principal, ApiError> {
+    if !app.config.require_api_auth {
+        return Ok(Principal::Anonymous);
+    }
+    let provided = provided.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::AUTH_REQUIRED,
+            "An API key is required in x-api-key",
+        )
+    })?;
+    let digest = provided
+        .to_str()
+        .ok()
+        .and_then(|key| app.api_keys.matching(key))
+        .ok_or_else(|| ApiError::new(ErrorCode::AUTH_INVALID, "The API key is not valid"))?;
+    Ok(Principal::ApiKey(hex::encode(digest)))
+}
+
+/// Middleware of platform routes.
 pub async fn require_api_key(
     State(app): State<Arc<App>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = if app.config.require_api_auth {
-        let provided = req.headers().get("x-api-key").ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::AUTH_REQUIRED,
-                "An API key is required in x-api-key",
-            )
-        })?;
-        let digest = provided
-            .to_str()
-            .ok()
-            .and_then(|key| app.api_keys.matching(key))
-            .ok_or_else(|| ApiError::new(ErrorCode::AUTH_INVALID, "The API key is not valid"))?;
-        Principal::ApiKey(hex::encode(digest))
-    } else {
-        Principal::Anonymous
-    };
+    let principal = check_api_key(&app, req.headers().get("x-api-key"))?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

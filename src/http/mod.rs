@@ -56,6 +56,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::audit::routes())
         .merge(crate::identity::routes())
         .merge(crate::machines::routes())
+        .merge(crate::pairings::routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 

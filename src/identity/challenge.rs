@@ -1,9 +1,6 @@
 //! Machine identity challenges (spec identity-and-machines.md §4.1): the exact message a DID
 //! controller signs, and the HMAC that lets the server detect a tampered challenge row.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use crate::clock::format_ms;
 
 /// Placeholder controller for decimal identities in `disabled` mode, so strict clients decode.
@@ -46,28 +43,10 @@ impl Challenge {
     }
 }
 
-/// HMAC-SHA256 (hex) of `message`, keyed with the session secret.
-pub fn message_hmac(session_secret: &[u8], message: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(session_secret).expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// Constant-time comparison of a rebuilt message's HMAC with the stored one.
-pub fn hmac_matches(session_secret: &[u8], message: &str, stored_hex: &str) -> bool {
-    let Ok(stored) = hex::decode(stored_hex) else {
-        return false;
-    };
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(session_secret).expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    mac.verify_slice(&stored).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{challenge_mac as message_hmac, challenge_mac_matches as hmac_matches};
 
     fn sample() -> Challenge {
         Challenge {

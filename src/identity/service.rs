@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::challenge::{self, Challenge, ZERO_ADDRESS};
+use super::challenge::{Challenge, ZERO_ADDRESS};
 use super::model::{ChallengeView, IdentityProof, ProofInput};
 use super::refs::IdentityRef;
 use super::store;
@@ -71,7 +71,7 @@ pub async fn create_challenge(
     };
     let message = challenge.message();
     challenge.message_hmac =
-        challenge::message_hmac(app.session_secret.expose().as_bytes(), &message);
+        crate::crypto::challenge_mac(app.session_secret.expose().as_bytes(), &message);
 
     let mut tx = app.store.begin().await?;
     store::insert_challenge(&mut tx, &challenge).await?;
@@ -131,7 +131,7 @@ pub async fn verify_proof(
         ));
     }
     let message = challenge.message();
-    if !challenge::hmac_matches(
+    if !crate::crypto::challenge_mac_matches(
         app.session_secret.expose().as_bytes(),
         &message,
         &challenge.message_hmac,

@@ -163,6 +163,29 @@ pub async fn find(app: &App, id: &str) -> ApiResult<Machine> {
         .ok_or_else(|| ApiError::not_found("machine", id))
 }
 
+/// Gate B (spec §6): an active machine whose identity still verifies. Guards machine-scoped
+/// work (pairings, agents, runtime endpoints, orchestration).
+pub async fn gate_b(app: &App, id: &str) -> ApiResult<Machine> {
+    let machine = find(app, id).await?;
+    if machine.status != MachineStatus::Active {
+        return Err(
+            ApiError::new(ErrorCode::MACHINE_NOT_ACTIVE, "The machine is not active")
+                .with("status", machine.status.as_str()),
+        );
+    }
+    match (
+        app.config.machine_identity_verification,
+        &machine.identity_proof,
+    ) {
+        (VerificationMode::Disabled, _) => {}
+        (VerificationMode::Required, None) => return Err(proof_required()),
+        (_, proof) => {
+            identity::reverify(app, &identity_of(&machine)?, proof.as_ref()).await?;
+        }
+    }
+    Ok(machine)
+}
+
 fn identity_of(machine: &Machine) -> ApiResult<IdentityRef> {
     IdentityRef::parse(&machine.identity_ref).ok_or_else(|| {
         ApiError::internal(

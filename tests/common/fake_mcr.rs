@@ -28,6 +28,9 @@ pub enum Behaviour {
     Slow(Duration, Box<Behaviour>),
     /// `200`, `content-type: application/json`, a body that is not JSON.
     Malformed,
+    /// `200`, `content-type: application/json`, this exact body text (for numbers a `Value`
+    /// cannot hold).
+    Raw(String),
 }
 
 #[derive(Default)]
@@ -153,6 +156,9 @@ async fn machine(
             axum::Json(json!({ "error": format!("fake status {code}") })),
         )
             .into_response(),
+        Behaviour::Raw(text) => {
+            ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+        }
         Behaviour::Malformed => (
             [(header::CONTENT_TYPE, "application/json")],
             "<html>upstream error</html>",
