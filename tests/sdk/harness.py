@@ -11,10 +11,15 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")  # must be set before the client is built
 
 import inspect
+import json
 import re
 import sys
 import time
 import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
 from importlib.metadata import version as _dist_version
 from typing import Any, Callable
 
@@ -68,6 +73,60 @@ def build_client(base_url: str, api_key: str | None) -> PeaqosClient:
     return PeaqosClient(**kwargs)
 
 
+def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+              ) -> tuple[int, Any]:
+    """Plain stdlib HTTP call, no client involved: (status, decoded JSON body or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as res:
+            status, raw = res.status, res.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    return status, (json.loads(raw) if raw else None)
+
+
+class FakeMcr:
+    """Admin client for fake_mcr.py (the MCR the server under test resolves identities with)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _machine_url(self, did: str) -> str:
+        return f"{self.url}/_admin/machine/{urllib.parse.quote(did, safe=':')}"
+
+    def put(self, did: str, body: Any, status: int = 200) -> None:
+        """Serve `body` (JSON) with `status` for GET /machine/{did}."""
+        url = self._machine_url(did) + ("" if status == 200 else f"?status={status}")
+        code, res = http_json("PUT", url, body)
+        assert code == 200, (code, res)
+
+    def register(self, did: str, *, operator: str | None = None, machine_id: Any = None,
+                 bond_status: str = "bonded", **extra: Any) -> dict:
+        """Register an activated machine in the MCR's shape (spec identity-and-machines §2)."""
+        if machine_id is None:
+            tail = did[len("did:peaq:"):]
+            machine_id = tail if tail.isdigit() else 1
+        peaqos: dict[str, Any] = {"did": did, "machine_id": machine_id, "bond_status": bond_status}
+        if operator is not None:
+            peaqos["operator"] = operator
+        peaqos.update(extra)
+        body = {"peaqos": peaqos}
+        self.put(did, body)
+        return body
+
+    def delete(self, did: str) -> None:
+        code, res = http_json("DELETE", self._machine_url(did))
+        assert code == 200, (code, res)
+
+    def requests(self) -> list[dict]:
+        code, res = http_json("GET", f"{self.url}/_admin/requests")
+        assert code == 200, (code, res)
+        return res
+
+
 class Ctx:
     """What every check receives. `state` carries data between checks (run in order)."""
 
@@ -79,6 +138,13 @@ class Ctx:
         self.client = build_client(base_url, api_key)
         self.orch = self.client.orchestration
         self.state: dict[str, Any] = {}
+        mcr = os.environ.get("FAKE_MCR_URL")
+        self.mcr: FakeMcr | None = FakeMcr(mcr) if mcr else None
+
+    def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the server without any client (exact wire JSON back, no key conversion)."""
+        headers = {"x-api-key": self.api_key} if self.api_key else {}
+        return http_json(method, f"{self.base_url.rstrip('/')}/api/v1{path}", body, headers)
 
     def api(self, method: str, path: str, shape: str = "raw", *,
             auth: str | None = "none", **kw: Any) -> Any:
@@ -120,10 +186,23 @@ def eventually(fn: Callable[[], Any], timeout: float = 10.0, step: float = 0.25)
         time.sleep(step)
 
 
+@contextmanager
+def step(name: str):
+    """Label a stage of a multi-step check; a failure inside it reports `(at step: name)`."""
+    try:
+        yield
+    except Exception as e:
+        e.add_note(f"at step: {name}")
+        raise
+
+
 def _describe(e: BaseException) -> str:
     msg = f"{type(e).__name__}: {e}"
     if isinstance(e, OrchestrationApiError):
         msg += f" [code={e.code} status={e.status_code} details={e.details}]"
+    notes = getattr(e, "__notes__", None)
+    if notes:
+        msg += " (" + "; ".join(notes) + ")"
     return msg
 
 

@@ -8,9 +8,10 @@ REPO="$(cd "$HERE/../.." && pwd)"
 VENV_ROOT="${SDK_VENV_DIR:-$REPO/target/sdk-venvs}"
 read -r -a VERSIONS <<<"${SDK_VERSIONS:-0.2.0 0.12.1}"
 
-# Server env for every run, on top of the fixed listen address and database.
-# Add what new checks need here, e.g. PEAQOS_MACHINE_IDENTITY_VERIFICATION=…,
-# PEAQOS_MCR_API_URL=http://127.0.0.1:<stub port>. SDK_SERVER_ENV adds "K=V K=V".
+# Server env for every run, on top of the fixed listen address, the database and
+# PEAQOS_MCR_API_URL (the fake MCR started for that run). Add what new checks need here.
+# PEAQOS_MACHINE_IDENTITY_VERIFICATION is left at its default, `required`.
+# SDK_SERVER_ENV adds "K=V K=V".
 SERVER_ENV=(PEAQOS_ENV=development PEAQOS_LOG_FORMAT=text)
 read -r -a EXTRA_ENV <<<"${SDK_SERVER_ENV:-}"
 SERVER_ENV+=("${EXTRA_ENV[@]}")
@@ -49,6 +50,7 @@ if [[ -z "${PEAQOS_BIN:-}" ]]; then
   (cd "$REPO" && cargo build --quiet)
   PEAQOS_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/peaqos-orchestrator"
 fi
+[[ "$PEAQOS_BIN" == /* ]] || PEAQOS_BIN="$PWD/$PEAQOS_BIN" # the server runs from a temp dir
 [[ -x "$PEAQOS_BIN" ]] || { log "server binary not found: $PEAQOS_BIN"; echo "0 passed, 1 failed"; exit 1; }
 
 # --- run each client version against a fresh server ------------------------------------
@@ -58,11 +60,30 @@ for ver in "${VERSIONS[@]}"; do
   py="$(ensure_venv "$ver")"
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/peaqos-sdk.XXXXXX")"
   TMPDIRS+=("$tmp")
+
+  # Fake MCR (fake_mcr.py): binds a free loopback port and writes its URL to a file.
+  python3 "$HERE/fake_mcr.py" --url-file "$tmp/mcr.url" >"$tmp/mcr.log" 2>&1 &
+  mcr_pid=$!
+  PIDS+=("$mcr_pid")
+  mcr_url=""
+  for _ in $(seq 50); do # ~10 s
+    if [[ -s "$tmp/mcr.url" ]]; then mcr_url="$(cat "$tmp/mcr.url")"; break; fi
+    kill -0 "$mcr_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ -z "$mcr_url" ]] || ! curl -fs -o /dev/null --max-time 2 "$mcr_url/_admin/health"; then
+    log "fake MCR for $ver did not start; its log:"
+    cat "$tmp/mcr.log" >&2
+    total_fail=$((total_fail + 1))
+    continue
+  fi
+
   port="$(free_port)"
   url="http://127.0.0.1:$port"
 
   (cd "$tmp" && exec env "${SERVER_ENV[@]}" PEAQOS_LISTEN_ADDR="127.0.0.1:$port" \
-    DATABASE_URL="sqlite:$tmp/sdk.db" "$PEAQOS_BIN" >"$tmp/server.log" 2>&1) &
+    DATABASE_URL="sqlite:$tmp/sdk.db" PEAQOS_MCR_API_URL="$mcr_url" \
+    "$PEAQOS_BIN" >"$tmp/server.log" 2>&1) &
   pid=$!
   PIDS+=("$pid")
 
@@ -81,7 +102,7 @@ for ver in "${VERSIONS[@]}"; do
 
   log "peaq-os-sdk $ver against $url"
   rc=0
-  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" DO_NOT_TRACK=1 PYTHONDONTWRITEBYTECODE=1 "$py" -u conformance.py) \
+  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" FAKE_MCR_URL="$mcr_url" DO_NOT_TRACK=1 PYTHONDONTWRITEBYTECODE=1 "$py" -u conformance.py) \
     | tee "$tmp/checks.out" || rc=$?
   summary="$(grep -E '^SUMMARY passed=[0-9]+ failed=[0-9]+$' "$tmp/checks.out" | tail -n1 || true)"
   p=0 f=1 # no summary line: the script crashed, count one failure
@@ -96,8 +117,8 @@ for ver in "${VERSIONS[@]}"; do
     tail -n 40 "$tmp/server.log" >&2
   fi
 
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill "$pid" "$mcr_pid" 2>/dev/null || true
+  wait "$pid" "$mcr_pid" 2>/dev/null || true
 done
 
 echo "$total_pass passed, $total_fail failed"
