@@ -1,0 +1,252 @@
+//! The `peaqos-orchestrator` binary itself: start-up checks, JSON logs without secrets, and
+//! graceful shutdown.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::fake_mcr::{Behaviour, FakeMcr};
+use common::wallet::Wallet;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_peaqos-orchestrator");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn(env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PEAQOS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("o.db").display()),
+        )
+        .env("PEAQOS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            return Server {
+                child,
+                base,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not start");
+}
+
+impl Server {
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit; returns (success, stdout, stderr).
+    fn wait(mut self) -> (bool, String, String) {
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        let mut err = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.success(), out, err)
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    for (name, value) in [
+        ("PEAQOS_MAX_BODY_BYTES", "lots"),
+        ("DATABASE_URL", "mysql://h/db"),
+        ("PEAQOS_REQUIRE_API_AUTH", "true"),
+        ("PEAQOS_ENV", "production"),
+    ] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name}={value}");
+        assert_ne!(output.status.code(), Some(101), "no panic");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("invalid configuration"), "{stderr}");
+        let named = if name == "PEAQOS_ENV" {
+            "PEAQOS_AGENT_PAIRING_SESSION_SECRET"
+        } else {
+            name
+        };
+        assert!(stderr.contains(named), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_never_secrets_and_sigterm_drains() {
+    let mcr = FakeMcr::start().await;
+    let server = spawn(&[
+        ("PEAQOS_REQUIRE_API_AUTH", "true"),
+        ("PEAQOS_API_KEY", "planted-api-key-7f3a9c"),
+        ("PEAQOS_MCR_API_URL", &mcr.url),
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let key = "planted-api-key-7f3a9c";
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", server.base))
+            .header("x-api-key", key)
+            .header("x-request-id", "trace-me-123")
+            .json(&body)
+            .send()
+    };
+
+    // A machine and a pairing, with real proofs.
+    let owner = Wallet::random();
+    mcr.register("did:peaq:77", 77, &owner.address(), true);
+    let challenge: Value = post(
+        "/api/v1/machine-identity/challenges",
+        json!({"identityRef": "did:peaq:77"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let challenge = &challenge["item"];
+    let signature = owner.sign_personal(challenge["message"].as_str().unwrap());
+    let machine: Value = post(
+        "/api/v1/machines",
+        json!({"displayName": "m", "ownerId": "o", "machineType": "t", "runtimeProfile": "r", "identityRef": "did:peaq:77",
+               "identityProof": {"challengeId": challenge["challengeId"], "signature": signature}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let machine_id = machine["item"]["id"].as_str().unwrap().to_string();
+    let activated = http
+        .patch(format!("{}/api/v1/machines/{machine_id}", server.base))
+        .header("x-api-key", key)
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activated.status(), 200);
+    let agent = Wallet::random();
+    let fields = json!({"agentAddress": agent.address(), "agentProvider": "p", "agentRole": "r"});
+    let pc: Value = post(
+        &format!("/api/v1/machines/{machine_id}/agent-pairings/challenges"),
+        fields.clone(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let agent_signature = agent.sign_personal(pc["item"]["message"].as_str().unwrap());
+    let mut body = fields.clone();
+    body["agentProof"] =
+        json!({"challengeId": pc["item"]["challengeId"], "signature": agent_signature});
+    let pairing: Value = post(
+        &format!("/api/v1/machines/{machine_id}/agent-pairings"),
+        body,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = pairing["item"]["pairingToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // SIGTERM while a request waits on a slow MCR: the request still completes.
+    mcr.set(
+        "did:peaq:78",
+        Behaviour::Slow(
+            Duration::from_millis(800),
+            Box::new(Behaviour::Machine(common::fake_mcr::machine_body(
+                "did:peaq:78",
+                78,
+                &owner.address(),
+                true,
+            ))),
+        ),
+    );
+    let in_flight = tokio::spawn(post(
+        "/api/v1/machine-identity/challenges",
+        json!({"identityRef": "did:peaq:78"}),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        response.status(),
+        201,
+        "in-flight requests complete on SIGTERM"
+    );
+
+    let (ok, stdout, _) = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(ok, "clean exit after SIGTERM");
+    let mut saw_request_id = false;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        saw_request_id |= line.contains("trace-me-123");
+        let _ = parsed;
+    }
+    assert!(saw_request_id, "request ids appear in log lines");
+    for secret in [
+        key,
+        token.as_str(),
+        token.split('.').nth(2).unwrap(),
+        signature.as_str(),
+        agent_signature.as_str(),
+    ] {
+        assert!(
+            !stdout.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+}
