@@ -28,10 +28,18 @@ try:  # 0.12.x
     from peaq_os_sdk.orchestration.types.machine import (
         CreateMachineIdentityChallengeRequest, CreateMachineRequest, Machine,
         MachineIdentityProofInput, UpdateMachineRequest)
+    from peaq_os_sdk.orchestration.types.agent_pairing import (
+        AgentPairing, AgentProofInput, CreateAgentPairingChallengeRequest,
+        CreateAgentPairingRequest, CreateAgentPairingSessionRequest, DelegationPolicy,
+        UpdateAgentPairingRequest)
 except ImportError:  # 0.2.0
     from peaq_os_sdk.types.orchestration.machine import (
         CreateMachineIdentityChallengeRequest, CreateMachineRequest, Machine,
         MachineIdentityProofInput, UpdateMachineRequest)
+    from peaq_os_sdk.types.orchestration.agent_pairing import (
+        AgentPairing, AgentProofInput, CreateAgentPairingChallengeRequest,
+        CreateAgentPairingRequest, CreateAgentPairingSessionRequest, DelegationPolicy,
+        UpdateAgentPairingRequest)
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -412,6 +420,467 @@ def machines_unknown_machine(ctx: Ctx) -> None:
                          "NOT_FOUND", 404)
     assert isinstance(e.details, dict) and e.details.get("resource") == "machine", e.details
 
+
+
+# --- agent pairings (pairings-and-auth.md §3–§9) -------------------------------------------
+#
+# Each check registers and activates its own machine (decimal DID: 0.12.1 accepts only
+# did:peaq:<decimal> as a challenge's machine_identity_ref). Each agent is a fresh eth_account
+# wallet that signs its own pairing challenges (EIP-191 personal_sign). Verification mode is the
+# default, `required`.
+
+SESSION_TTL_S = 3600  # PEAQOS_AGENT_PAIRING_SESSION_TTL_MS default / 1000
+PAIRING_CHALLENGE_TTL_MS = 600_000  # PEAQOS_AGENT_PAIRING_CHALLENGE_TTL_MS default
+JWT_CLAIMS = {"machineId", "pairingId", "sessionId", "agentAddress", "agentDid",
+              "delegationPolicyHash", "iat", "exp", "jti", "iss"}
+
+
+def _epoch_ms(ts: str) -> int:
+    from datetime import datetime, timezone
+    dt = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return round(dt.timestamp() * 1000)
+
+
+def _machine(ctx: Ctx, *, activate: bool = True) -> tuple[str, str]:
+    """Register a decimal DID in the MCR and create its machine (activated): (id, DID)."""
+    did = f"did:peaq:{_decimal()}"
+    _mcr(ctx).register(did, operator=WALLET.address)
+    ch = _challenge(ctx, did)
+    m = _create(ctx, did, ch.challenge_id, _sign(WALLET, ch.message),
+                display_name=f"Pairing host {did[-6:]}")
+    if activate:  # re-verifies the stored proof (both clients)
+        a = ctx.orch.update_machine(m.id, UpdateMachineRequest(status="active")).item
+        assert a.status == "active" and a.identity_proof is not None, a
+    return m.id, did
+
+
+def _pairing_challenge(ctx: Ctx, mid: str, address: str, provider: str, role: str,
+                       did: str | None = None):
+    return ctx.orch.create_agent_pairing_challenge(mid, CreateAgentPairingChallengeRequest(
+        agent_address=address, agent_provider=provider, agent_role=role, agent_did=did)).item
+
+
+def _agent_proof(account, ch) -> AgentProofInput:
+    return AgentProofInput(challenge_id=ch.challenge_id, signature=_sign(account, ch.message))
+
+
+def _derived_did(agent) -> str:
+    return f"did:pkh:eip155:1:{agent.address}"  # eth_account's .address is EIP-55
+
+
+def _assert_pairing_challenge(ctx: Ctx, ch, *, mid: str, did: str, agent, provider: str,
+                              role: str, agent_did: str) -> None:
+    assert ch.challenge_id.startswith("apc_"), ch.challenge_id
+    assert ch.agent_address == agent.address, (ch.agent_address, agent.address)  # EIP-55
+    assert ch.verification_method == "eip191", ch.verification_method
+    assert TS_RE.match(ch.expires_at), ch.expires_at
+    # 0.2.0 reads these three with .get(); the server sends all ten fields (§4.4).
+    assert (ch.machine_id, ch.machine_identity_ref, ch.agent_did) == (mid, did, agent_did), ch
+    if hasattr(ch, "agent_provider"):  # 0.12.1 only
+        assert (ch.agent_provider, ch.agent_role) == (provider, role), ch
+    lines = ch.message.split("\n")
+    head = [
+        "peaqOS machine agent pairing",
+        "",
+        "Sign this message to pair the agent below with the peaqOS machine below.",
+        "",
+        f"Machine ID: {mid}",
+        f"Machine Identity: {did}",
+        f"Agent Address: {agent.address}",
+        f"Agent DID: {agent_did}",
+        f"Agent Provider: {provider}",
+        f"Agent Role: {role}",
+        f"Orchestrator: {ctx.base_url.rstrip('/')}",
+        f"Challenge ID: {ch.challenge_id}",
+    ]
+    assert len(lines) == 15, ch.message
+    assert lines[:12] == head, (lines[:12], head)
+    nonce, issued, expires = lines[12:]
+    assert nonce.startswith("Nonce: ") and NONCE_RE.match(nonce[7:]), nonce
+    assert issued.startswith("Issued At: ") and TS_RE.match(issued[11:]), issued
+    assert expires == f"Expires At: {ch.expires_at}", (expires, ch.expires_at)
+    assert _ms(ch.expires_at) - _ms(issued[11:]) == PAIRING_CHALLENGE_TTL_MS, (issued, ch.expires_at)
+
+
+def _policy(**kw) -> DelegationPolicy:
+    base = dict(allowed_skill_keys=(), denied_skill_keys=(), allowed_service_ids=(),
+                denied_service_ids=())
+    base.update(kw)
+    return DelegationPolicy(**base)
+
+
+def _policy_hash(pol) -> str:
+    """§3.2: sha256 of the JCS form of the normalised wire policy (5.0 serialises as 5)."""
+    import hashlib
+    import json
+
+    def num(x):
+        return None if x is None else (int(x) if float(x).is_integer() else float(x))
+
+    wire = {
+        "allowedSkillKeys": list(pol.allowed_skill_keys),
+        "deniedSkillKeys": list(pol.denied_skill_keys),
+        "allowedServiceIds": list(pol.allowed_service_ids),
+        "deniedServiceIds": list(pol.denied_service_ids),
+        "perTransactionLimit": num(pol.per_transaction_limit),
+        "dailySpendLimit": num(pol.daily_spend_limit),
+        "currency": pol.currency,
+    }
+    canon = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _jwt(token: str) -> tuple[dict, dict]:
+    import base64
+    import json
+
+    parts = token.split(".")
+    assert len(parts) == 3 and all(parts), f"not a compact JWS: {len(parts)} parts"
+
+    def dec(part: str) -> dict:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+    return dec(parts[0]), dec(parts[1])
+
+
+def _assert_pairing(p, *, mid: str, agent, provider: str, role: str, description, policy,
+                    status: str, has_token: bool, challenge, with_token: bool) -> None:
+    """Decoded AgentPairing fields (§4.1, §4.3). `challenge` is the last one verified."""
+    assert isinstance(p, AgentPairing), type(p)
+    assert p.id.startswith("apr_"), p.id
+    assert p.machine_id == mid, (p.machine_id, mid)
+    assert p.agent_address == agent.address, (p.agent_address, agent.address)  # EIP-55
+    assert p.agent_did == _derived_did(agent), p.agent_did
+    assert (p.agent_provider, p.agent_role, p.description) == (provider, role, description), p
+    assert p.status == status, (p.status, status)
+    assert p.has_auth_token is has_token, (p.has_auth_token, has_token)
+    assert p.delegation_policy == policy, (p.delegation_policy, policy)
+    assert TS_RE.match(p.created_at) and TS_RE.match(p.updated_at), p
+    v = p.verification
+    assert v is not None, "verification is null in mode required"
+    assert v.method == "eip191", v
+    assert v.signer_address == agent.address, (v.signer_address, agent.address)
+    assert TS_RE.match(v.verified_at), v
+    assert v.challenge_expires_at == challenge.expires_at, (v, challenge.expires_at)
+    assert p.session_id and p.session_id.startswith("aps_"), p.session_id
+    assert p.session_token_id and p.session_token_id.startswith("apt_"), p.session_token_id
+    assert TS_RE.match(p.session_issued_at) and TS_RE.match(p.session_expires_at), p
+    assert isinstance(p.token_last_four, str) and len(p.token_last_four) == 4, p.token_last_four
+    if with_token:
+        assert isinstance(p.pairing_token, str) and p.pairing_token, "pairing_token missing"
+        assert p.token_last_four == p.pairing_token[-4:], (p.token_last_four, "token[-4:]")
+    else:
+        assert p.pairing_token is None, "pairing_token must only come with create/sessions"
+
+
+def _assert_token(p, agent) -> None:
+    """The pairing JWT (§3.1) carries the pairing's current session and policy hash."""
+    header, claims = _jwt(p.pairing_token)
+    assert header == {"alg": "HS256", "typ": "JWT"}, header
+    assert set(claims) == JWT_CLAIMS, sorted(claims)
+    assert claims["iss"] == "peaqos-orchestrator", claims["iss"]
+    want = {"machineId": p.machine_id, "pairingId": p.id, "sessionId": p.session_id,
+            "jti": p.session_token_id, "agentAddress": agent.address, "agentDid": p.agent_did,
+            "delegationPolicyHash": _policy_hash(p.delegation_policy)}
+    got = {k: claims[k] for k in want}
+    assert got == want, (got, want)
+    assert isinstance(claims["iat"], int) and isinstance(claims["exp"], int), claims
+    assert claims["exp"] - claims["iat"] == SESSION_TTL_S, claims
+    assert claims["iat"] == _epoch_ms(p.session_issued_at) // 1000, (claims, p.session_issued_at)
+    assert claims["exp"] == _epoch_ms(p.session_expires_at) // 1000, (claims, p.session_expires_at)
+
+
+def _listed_pairings(ctx: Ctx, mid: str) -> list:
+    items = list(ctx.orch.list_agent_pairings_all(mid, limit=1))  # one per page: uses the cursor
+    ids = [x.id for x in items]
+    assert len(ids) == len(set(ids)), f"duplicate ids across pages: {ids}"
+    stamps = [x.created_at for x in items]
+    assert stamps == sorted(stamps), "pairings must be listed oldest first"
+    for x in items:
+        assert x.pairing_token is None, f"{x.id}: list item carries a pairing token"
+        assert x.has_auth_token in (True, False), x.has_auth_token
+    return items
+
+
+def _raw_pairing(ctx: Ctx, mid: str, pid: str, tokens: list[str]) -> dict:
+    """The wire list item: no pairingToken key, no token anywhere in the page."""
+    import json
+    status, body = ctx.raw("GET", f"/machines/{mid}/agent-pairings")
+    assert status == 200, (status, body)
+    text = json.dumps(body)
+    for t in tokens:
+        assert t not in text, "a pairing token appears in the list response"
+    found = [x for x in body["items"] if x["id"] == pid]
+    assert len(found) == 1, f"{pid} listed {len(found)} times"
+    item = found[0]
+    assert "pairingToken" not in item, sorted(item)
+    return item
+
+
+def _only(items: list, pid: str):
+    found = [x for x in items if x.id == pid]
+    assert len(found) == 1, f"{pid} listed {len(found)} times"
+    return found[0]
+
+
+@check("agent-pairings:lifecycle")
+def pairings_lifecycle(ctx: Ctx) -> None:
+    """challenge → create → list → rotate → update policy → rotate → pause → resume → revoke."""
+    import dataclasses
+    orch = ctx.orch
+    mid, did = _machine(ctx)
+    agent = Account.create()
+    provider, role, description = "anthropic", "buyer", "SDK conformance agent"
+    agent_did = _derived_did(agent)
+    tokens: list[str] = []
+    sessions: list[str] = []
+
+    with step("challenge"):
+        # All-lower-case hex is accepted and returned in EIP-55 form (§5); agentDid is derived.
+        ch = _pairing_challenge(ctx, mid, agent.address.lower(), provider, role)
+        _assert_pairing_challenge(ctx, ch, mid=mid, did=did, agent=agent, provider=provider,
+                                  role=role, agent_did=agent_did)
+
+    # The clients send limits as floats (5.0) and all four lists; duplicates are dropped and
+    # the currency upper-cased (§4.2).
+    sent_policy = _policy(allowed_skill_keys=("navigate", "inspect", "navigate"),
+                          denied_skill_keys=("teleop",), allowed_service_ids=(),
+                          denied_service_ids=("svc_blocked", "svc_blocked"),
+                          per_transaction_limit=5.0, daily_spend_limit=25.5, currency="usdc")
+    policy = _policy(allowed_skill_keys=("navigate", "inspect"), denied_skill_keys=("teleop",),
+                     denied_service_ids=("svc_blocked",), per_transaction_limit=5.0,
+                     daily_spend_limit=25.5, currency="USDC")
+    with step("create"):
+        p = orch.create_agent_pairing(mid, CreateAgentPairingRequest(
+            agent_address=agent.address, agent_provider=provider, agent_role=role,
+            agent_proof=_agent_proof(agent, ch), description=description,
+            delegation_policy=sent_policy)).item
+        _assert_pairing(p, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=policy, status="active", has_token=True,
+                        challenge=ch, with_token=True)
+        _assert_token(p, agent)
+        pid = p.id
+        tokens.append(p.pairing_token)
+        sessions.append(p.session_id)
+        created = p
+
+    with step("list"):
+        got = _only(_listed_pairings(ctx, mid), pid)
+        assert got == dataclasses.replace(created, pairing_token=None), (got, created)
+        item = _raw_pairing(ctx, mid, pid, tokens)
+        assert item["hasAuthToken"] is True, item["hasAuthToken"]
+        assert item["verification"]["challengeId"] == ch.challenge_id, item["verification"]
+        assert item["delegationPolicy"]["perTransactionLimit"] == 5, item["delegationPolicy"]
+
+    def rotate(current, *, expect_policy):
+        rc = _pairing_challenge(ctx, mid, current.agent_address, current.agent_provider,
+                                current.agent_role, current.agent_did)
+        _assert_pairing_challenge(ctx, rc, mid=mid, did=did, agent=agent, provider=provider,
+                                  role=role, agent_did=agent_did)
+        r = orch.create_agent_pairing_session(mid, pid, CreateAgentPairingSessionRequest(
+            agent_proof=_agent_proof(agent, rc))).item
+        _assert_pairing(r, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=expect_policy, status="active",
+                        has_token=True, challenge=rc, with_token=True)
+        _assert_token(r, agent)
+        assert r.id == pid and r.created_at == current.created_at, (r, current)
+        assert r.pairing_token not in tokens, "rotation returned a token seen before"
+        assert r.session_id not in sessions, "rotation kept the session id"
+        assert r.session_token_id != current.session_token_id, r.session_token_id
+        item = _raw_pairing(ctx, mid, pid, tokens + [r.pairing_token])
+        assert item["verification"]["challengeId"] == rc.challenge_id, item["verification"]
+        tokens.append(r.pairing_token)
+        sessions.append(r.session_id)
+        return r, rc
+
+    with step("rotate session"):
+        r1, rc1 = rotate(created, expect_policy=policy)
+        assert _only(_listed_pairings(ctx, mid), pid) == dataclasses.replace(r1, pairing_token=None)
+
+    with step("rotation proof errors"):
+        # The challenge just used is consumed (§7 check 3).
+        e = expect_api_error(lambda: orch.create_agent_pairing_session(
+            mid, pid, CreateAgentPairingSessionRequest(agent_proof=_agent_proof(agent, rc1))),
+            "AGENT_PAIRING_PROOF_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "challenge-consumed", \
+            e.details
+        # A challenge for another role does not bind to the stored pairing (§7 check 6).
+        other = _pairing_challenge(ctx, mid, agent.address, provider, "ops")
+        e = expect_api_error(lambda: orch.create_agent_pairing_session(
+            mid, pid, CreateAgentPairingSessionRequest(agent_proof=_agent_proof(agent, other))),
+            "AGENT_PAIRING_PROOF_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "binding-mismatch" \
+            and e.details.get("field") == "agentRole", e.details
+
+    new_policy = _policy(allowed_service_ids=("svc_a", "svc_b"), per_transaction_limit=7.5,
+                         currency="eur")  # the daily limit is left out: it becomes null
+    policy2 = _policy(allowed_service_ids=("svc_a", "svc_b"), per_transaction_limit=7.5,
+                      currency="EUR")
+    with step("update policy"):
+        u = orch.update_agent_pairing(mid, pid, UpdateAgentPairingRequest(
+            delegation_policy=new_policy)).item
+        _assert_pairing(u, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=policy2, status="active", has_token=True,
+                        challenge=rc1, with_token=False)
+        assert (u.session_id, u.session_token_id, u.token_last_four) == (
+            r1.session_id, r1.session_token_id, r1.token_last_four), (u, r1)
+        assert _policy_hash(policy2) != _policy_hash(policy)
+        assert _only(_listed_pairings(ctx, mid), pid) == u
+
+    with step("rotate after policy change"):
+        r2, rc2 = rotate(u, expect_policy=policy2)  # the new token carries the new policy hash
+
+    with step("pause"):
+        pz = orch.update_agent_pairing(mid, pid, UpdateAgentPairingRequest(status="paused")).item
+        _assert_pairing(pz, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=policy2, status="paused",
+                        has_token=False, challenge=rc2, with_token=False)
+        assert pz.session_id == r2.session_id and pz.token_last_four == r2.token_last_four, pz
+
+    with step("rotate paused"):
+        pc = _pairing_challenge(ctx, mid, agent.address, provider, role, agent_did)
+        expect_api_error(lambda: orch.create_agent_pairing_session(
+            mid, pid, CreateAgentPairingSessionRequest(agent_proof=_agent_proof(agent, pc))),
+            "AGENT_PAIRING_INACTIVE", 403)
+
+    with step("resume"):
+        rs = orch.update_agent_pairing(mid, pid, UpdateAgentPairingRequest(status="active")).item
+        _assert_pairing(rs, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=policy2, status="active", has_token=True,
+                        challenge=rc2, with_token=False)
+        assert rs.session_id == r2.session_id, "resuming must keep the session"
+
+    with step("revoke"):
+        assert orch.revoke_agent_pairing(mid, pid) is None
+        rv = _only(_listed_pairings(ctx, mid), pid)
+        _assert_pairing(rv, mid=mid, agent=agent, provider=provider, role=role,
+                        description=description, policy=policy2, status="revoked",
+                        has_token=False, challenge=rc2, with_token=False)
+        # Session fields are kept for history (§4.1).
+        assert (rv.session_id, rv.session_token_id, rv.token_last_four) == (
+            r2.session_id, r2.session_token_id, r2.token_last_four), rv
+        item = _raw_pairing(ctx, mid, pid, tokens)
+        assert item["hasAuthToken"] is False, item["hasAuthToken"]
+
+    with step("after revoke"):
+        assert orch.revoke_agent_pairing(mid, pid) is None  # already revoked: 204, no change
+        again = orch.update_agent_pairing(mid, pid, UpdateAgentPairingRequest(status="revoked"))
+        assert again.item == rv, (again.item, rv)  # only status: revoked → 200, no change
+        expect_api_error(lambda: orch.update_agent_pairing(
+            mid, pid, UpdateAgentPairingRequest(description="x")), "AGENT_PAIRING_INACTIVE", 403)
+        expect_api_error(lambda: orch.update_agent_pairing(
+            mid, pid, UpdateAgentPairingRequest(status="active")), "AGENT_PAIRING_INACTIVE", 403)
+        assert _only(_listed_pairings(ctx, mid), pid) == rv
+
+    ctx.state["pairing_lifecycle"] = dict(
+        machine_id=mid, pairing_id=pid, tokens=tokens, sessions=sessions, agent=agent.address,
+        agent_did=agent_did, provider=provider, role=role,
+        hashes=[_policy_hash(policy), _policy_hash(policy2)])
+
+
+@check("audit-events:agent-pairing-lifecycle", since="0.12.1")
+def audit_pairing_lifecycle(ctx: Ctx) -> None:
+    import json
+    st = ctx.state.get("pairing_lifecycle")
+    assert st, "agent-pairings:lifecycle did not complete"
+    mid, pid, tokens = st["machine_id"], st["pairing_id"], st["tokens"]
+    h1, h2 = st["hashes"]
+    s0, s1, s2 = st["sessions"]
+
+    with step("client list"):
+        page = ctx.orch.list_audit_events(machine_id=mid, resource_type="agent-pairing", limit=50)
+        _assert_audit_page(page)
+        got = [(ev.type, ev.resource_id) for ev in page.items]
+        want = [(t, pid) for t in (
+            "agent-pairing.revoked",          # DELETE (the second DELETE and the no-op PATCH: none)
+            "agent-pairing.updated",          # resume
+            "agent-pairing.updated",          # pause
+            "agent-pairing.session-rotated",  # after the policy change
+            "agent-pairing.updated",          # policy
+            "agent-pairing.session-rotated",
+            "agent-pairing.created")]
+        assert got == want, got
+        text = json.dumps([dict(ev.payload) for ev in page.items])
+        for t in tokens:
+            assert t not in text, "a pairing token appears in an audit payload"
+
+    with step("wire payloads"):
+        status, body = ctx.raw("GET", f"/audit-events?machineId={mid}&resourceType=agent-pairing"
+                                      f"&limit=50")
+        assert status == 200, (status, body)
+        text = json.dumps(body)
+        for t in tokens:
+            assert t not in text, "a pairing token appears in the audit events response"
+        assert "pairingToken" not in text, "an audit payload names a pairingToken"
+        evs = body["items"]
+        assert [e["type"] for e in evs] == [t for t, _ in want], [e["type"] for e in evs]
+        assert all(e.get("machineId") == mid for e in evs), [e.get("machineId") for e in evs]
+        revoked, resumed, paused, rot2, upd, rot1, created = (e["payload"] for e in evs)
+
+        def has(payload: dict, **kv) -> None:
+            sub = {k: payload.get(k) for k in kv}
+            assert sub == kv, (payload, kv)
+
+        has(created, agentAddress=st["agent"], agentDid=st["agent_did"],
+            agentProvider=st["provider"], agentRole=st["role"], sessionId=s0,
+            delegationPolicyHash=h1, verified=True)
+        has(rot1, sessionId=s1, previousSessionId=s0, delegationPolicyHash=h1)
+        has(upd, changedFields=["delegationPolicy"], delegationPolicyHash=h2)
+        has(rot2, sessionId=s2, previousSessionId=s1, delegationPolicyHash=h2)
+        has(paused, changedFields=["status"], statusFrom="active", statusTo="paused",
+            delegationPolicyHash=h2)
+        has(resumed, changedFields=["status"], statusFrom="paused", statusTo="active",
+            delegationPolicyHash=h2)
+        has(revoked, statusFrom="active")
+
+
+@check("agent-pairings:error:foreign-signature")
+def pairings_foreign_signature(ctx: Ctx) -> None:
+    mid, did = _machine(ctx)
+    agent, stranger = Account.create(), Account.create()
+    # A supplied agentDid (another chain, lower-case address) is stored with the EIP-55 address;
+    # the create request omits it and gets the challenge's value (§5, §8.3).
+    supplied_did = f"did:pkh:eip155:8453:{agent.address.lower()}"
+    ch = _pairing_challenge(ctx, mid, agent.address, "openai", "ops", supplied_did)
+    _assert_pairing_challenge(ctx, ch, mid=mid, did=did, agent=agent, provider="openai",
+                              role="ops", agent_did=f"did:pkh:eip155:8453:{agent.address}")
+
+    def create(signer):
+        return ctx.orch.create_agent_pairing(mid, CreateAgentPairingRequest(
+            agent_address=agent.address, agent_provider="openai", agent_role="ops",
+            agent_proof=_agent_proof(signer, ch))).item
+
+    with step("another wallet signs"):
+        e = expect_api_error(lambda: create(stranger), "AGENT_PAIRING_PROOF_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "signer-mismatch", \
+            e.details
+    with step("failed proof left the challenge unconsumed"):
+        p = create(agent)
+        assert p.status == "active" and p.verification is not None, p
+        assert p.verification.signer_address == agent.address, p.verification
+        # No delegationPolicy sent: the empty policy (§4.2).
+        assert p.delegation_policy == _policy(), p.delegation_policy
+        assert p.agent_did == f"did:pkh:eip155:8453:{agent.address}", p.agent_did
+        assert p.description is None, p.description
+
+
+@check("agent-pairings:error:draft-machine")
+def pairings_draft_machine(ctx: Ctx) -> None:
+    mid, _ = _machine(ctx, activate=False)
+    agent = Account.create()
+    with step("challenge"):
+        e = expect_api_error(lambda: _pairing_challenge(ctx, mid, agent.address, "teneo", "buyer"),
+                             "MACHINE_NOT_ACTIVE", 409)
+        assert isinstance(e.details, dict) and e.details.get("status") == "draft", e.details
+    with step("create"):
+        proof = AgentProofInput(challenge_id="apc_01J9Z3K4Q7W8X5R2T6Y1V0B3N8",
+                                signature="0x" + "11" * 65)
+        e = expect_api_error(lambda: ctx.orch.create_agent_pairing(mid, CreateAgentPairingRequest(
+            agent_address=agent.address, agent_provider="teneo", agent_role="buyer",
+            agent_proof=proof)), "MACHINE_NOT_ACTIVE", 409)
+        assert isinstance(e.details, dict) and e.details.get("status") == "draft", e.details
+    with step("list (Gate A only)"):
+        assert list(ctx.orch.list_agent_pairings_all(mid)) == []
 
 if __name__ == "__main__":
     sys.exit(main())
