@@ -130,6 +130,23 @@ impl NetworkScope {
         ("lan", NetworkScope::Lan),
         ("loopback", NetworkScope::Loopback),
     ];
+
+    /// The wire value (`public`, `vpn`, `lan`, `loopback`).
+    pub fn as_str(self) -> &'static str {
+        NetworkScope::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map(|(name, _)| *name)
+            .expect("every scope is in the table")
+    }
+
+    /// Parses a wire value; exact lower-case match only.
+    pub fn parse(value: &str) -> Option<NetworkScope> {
+        NetworkScope::ALL
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, s)| *s)
+    }
 }
 
 /// A setting the server refuses to start with.

@@ -1,6 +1,7 @@
 //! peaqOS Machine Markets orchestrator: one server for `/health` and the `/api/v1` surface.
 //! [`run`] is what `main` and the integration tests call.
 
+pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod clock;
@@ -13,7 +14,9 @@ pub mod identity;
 pub mod machines;
 pub mod orders;
 pub mod pairings;
+pub mod runtime;
 pub mod store;
+pub mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +44,10 @@ pub struct App {
     pub api_keys: ApiKeys,
     /// Machine identity resolution against the peaqOS MCR API.
     pub mcr: McrResolver,
+    /// The one client for outbound calls to machine endpoints and providers: it never follows
+    /// redirects and refuses link-local and cloud-metadata addresses.
+    pub http: reqwest::Client,
+    pub worker: worker::WorkerState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +99,9 @@ impl App {
         };
         let api_keys = ApiKeys::new(config.api_keys.iter().map(Secret::expose));
         // One client for every outbound call; each call sets its own timeout.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(StartError::HttpClient)?;
+        let http = clients::runtime::try_outbound_client().map_err(StartError::HttpClient)?;
         let mcr = McrResolver::new(
-            http,
+            http.clone(),
             config.mcr_api_url.clone(),
             config.mcr_cache_ttl_ms,
             clock.clone(),
@@ -112,6 +116,8 @@ impl App {
             secrets,
             api_keys,
             mcr,
+            http,
+            worker: worker::WorkerState::default(),
         }))
     }
 }
@@ -124,10 +130,13 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let router = http::router(app.clone());
     let purge = tokio::spawn(purge_idempotency_records(app.clone()));
+    let background = tokio::spawn(worker::run(app.clone()));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
     purge.abort();
+    background.abort();
+    worker::release(&app).await;
     app.store.close().await;
     served.map_err(StartError::from)
 }

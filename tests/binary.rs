@@ -46,7 +46,7 @@ async fn spawn(env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command.spawn().unwrap();
+    let mut child = command.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if reqwest::get(format!("{base}/health")).await.is_ok() {
@@ -58,6 +58,8 @@ async fn spawn(env: &[(&str, &str)]) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not start");
 }
 

@@ -2,3 +2,4 @@
 //! of the remote side are mapped to the spec's error codes here, never leaked to API clients.
 
 pub mod mcr;
+pub mod runtime;

@@ -67,9 +67,19 @@ async fn readiness(State(app): State<Arc<App>>) -> Response {
         None
     };
 
+    let runtime_failure = match store_failure {
+        Some(_) => Some("cannot read the background-runner lease"),
+        None => match crate::store::leader::is_held(&app.store, app.clock.now_ms()).await {
+            Ok(true) => None,
+            Ok(false) => Some("no replica holds the background-runner lease"),
+            Err(_) => Some("cannot read the background-runner lease"),
+        },
+    };
+
     let checks = [
         Check::new("store", store_failure),
         Check::new("auth", auth_failure),
+        Check::new("runtime", runtime_failure),
     ];
     if checks.iter().all(|c| c.message.is_none()) {
         crate::http::json(

@@ -57,6 +57,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::identity::routes())
         .merge(crate::machines::routes())
         .merge(crate::pairings::routes())
+        .merge(crate::agents::routes())
+        .merge(crate::runtime::routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 

@@ -4,6 +4,7 @@
 //! `BIGINT` epoch milliseconds for timestamps, `TEXT` for JSON and exact decimals).
 
 pub mod idempotency;
+pub mod leader;
 pub mod secrets;
 
 use std::time::Duration;

@@ -1,0 +1,8 @@
+//! Machine-side runtime agents (spec agents-and-runtime.md §1.1, §2, §4).
+
+pub mod model;
+mod routes;
+pub mod service;
+mod store;
+
+pub use routes::{heartbeat_routes, routes};

@@ -1,0 +1,110 @@
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::model::{AgentStatus, MachineAgent};
+use crate::clock::format_ms;
+use crate::http::paging::Position;
+use crate::store::{Store, Tx};
+
+const COLUMNS: &str = "id, machine_id, label, allowed_provider_keys, status, token_hash, last_seen_at, created_at, updated_at";
+
+fn agent_from(row: &AnyRow) -> Result<MachineAgent, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let keys: String = row.try_get("allowed_provider_keys")?;
+    let last_seen: Option<i64> = row.try_get("last_seen_at")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    let updated_at: i64 = row.try_get("updated_at")?;
+    let status = AgentStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown agent status {status:?}").into()))?;
+    Ok(MachineAgent {
+        id: row.try_get("id")?,
+        machine_id: row.try_get("machine_id")?,
+        label: row.try_get("label")?,
+        allowed_provider_keys: serde_json::from_str(&keys)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        status,
+        has_agent_token: status != AgentStatus::Revoked,
+        last_seen_at: last_seen.map(format_ms),
+        created_at: format_ms(created_at),
+        updated_at: format_ms(updated_at),
+        agent_token: None,
+        provisioning_token: None,
+        created_at_ms: created_at,
+        token_hash: row.try_get("token_hash")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, a: &MachineAgent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO machine_agents (id, machine_id, label, allowed_provider_keys, status, token_hash, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(a.id.clone())
+    .bind(a.machine_id.clone())
+    .bind(a.label.clone())
+    .bind(serde_json::to_string(&a.allowed_provider_keys).expect("strings serialise"))
+    .bind(a.status.as_str())
+    .bind(a.token_hash.clone())
+    .bind(a.created_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(store: &Store, id: &str) -> Result<Option<MachineAgent>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM machine_agents WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(store.pool())
+    .await?;
+    row.as_ref().map(agent_from).transpose()
+}
+
+pub async fn list_for_machine(
+    store: &Store,
+    machine_id: &str,
+    after: Option<&Position>,
+    limit: i64,
+) -> Result<Vec<MachineAgent>, sqlx::Error> {
+    let (t, id) = after.map_or((i64::MIN, String::new()), |p| (p.t, p.id.clone()));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM machine_agents
+         WHERE machine_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3))
+         ORDER BY created_at, id LIMIT $4"
+    )))
+    .bind(machine_id.to_string())
+    .bind(t)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(agent_from).collect()
+}
+
+/// Revokes the agent unless it already was; `false` when nothing changed.
+pub async fn revoke(tx: &mut Tx, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE machine_agents SET status = 'revoked', updated_at = $2 WHERE id = $1 AND status <> 'revoked'",
+    )
+    .bind(id.to_string())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Marks a heartbeat: `active`, seen now. `false` when the agent was revoked meanwhile.
+pub async fn touch(tx: &mut Tx, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE machine_agents SET status = 'active', last_seen_at = $2, updated_at = $2
+         WHERE id = $1 AND status <> 'revoked'",
+    )
+    .bind(id.to_string())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
