@@ -62,8 +62,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 
+    // The heartbeat is authenticated by the machine-agent token, not the API key. It takes no
+    // Idempotency-Key: a heartbeat is itself a renewal, and its principal is only known once the
+    // token has been checked.
     let api = Router::new()
         .merge(crate::health::api_routes())
+        .merge(crate::agents::heartbeat_routes())
         .merge(platform);
 
     Router::new()

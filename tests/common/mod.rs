@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_mcr;
+pub mod fake_runtime;
 pub mod proxy;
 pub mod wallet;
 
