@@ -77,6 +77,8 @@ pub enum VerificationMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// A separate listener for `/metrics` only; when unset, `/metrics` is served on the main port.
+    pub metrics_addr: Option<SocketAddr>,
     pub database: DatabaseTarget,
     pub environment: Environment,
     pub log_format: LogFormat,
@@ -261,6 +263,16 @@ impl Config {
             })?,
         };
 
+        let metrics_addr = match vars.get("PEAQOS_METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                invalid(
+                    "PEAQOS_METRICS_ADDR",
+                    format!("expected a socket address such as 127.0.0.1:9090, got {v:?}"),
+                )
+            })?),
+        };
+
         let database = match vars.get("DATABASE_URL") {
             None => DatabaseTarget::Sqlite(PathBuf::from("data/orchestrator.db")),
             Some(url) => parse_database_url(&url)?,
@@ -408,6 +420,7 @@ impl Config {
 
         Ok(Config {
             listen_addr,
+            metrics_addr,
             database,
             environment,
             log_format,

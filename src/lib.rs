@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod machines;
+pub mod metrics;
 pub mod orders;
 pub mod pairings;
 pub mod runtime;
@@ -128,7 +129,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    metrics::init();
     let router = http::router(app.clone());
+    let metrics_listener = match app.config.metrics_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_server = metrics_listener.map(|listener| {
+        let router = http::metrics_router(app.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        })
+    });
     let purge = tokio::spawn(purge_idempotency_records(app.clone()));
     let background = tokio::spawn(worker::run(app.clone()));
     let served = axum::serve(listener, router)
@@ -136,6 +150,9 @@ pub async fn serve(
         .await;
     purge.abort();
     background.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     worker::release(&app).await;
     app.store.close().await;
     served.map_err(StartError::from)

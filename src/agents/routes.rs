@@ -85,13 +85,19 @@ async fn heartbeat(
             .and_then(|v| v.strip_prefix("Bearer ").map(str::trim).map(str::to_owned)),
         pairing_header: header_text(crate::pairings::auth::HEADER),
     };
-    let staged = service::heartbeat(&app, body, presented).await?;
-    commit(
-        &app,
-        staged.tx,
-        &Idempotency::default(),
-        StatusCode::OK,
-        &staged.value,
-    )
-    .await
+    let outcome = match service::heartbeat(&app, body, presented).await {
+        Ok(staged) => {
+            commit(
+                &app,
+                staged.tx,
+                &Idempotency::default(),
+                StatusCode::OK,
+                &staged.value,
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    crate::metrics::record_heartbeat(outcome.as_ref().map(|_| ()).map_err(|e| e.code.as_str()));
+    outcome
 }

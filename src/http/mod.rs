@@ -13,10 +13,11 @@ pub mod validate;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -49,6 +50,19 @@ pub struct Item<T> {
     pub item: T,
 }
 
+async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
+    crate::metrics::render(&app)
+}
+
+/// The router of the dedicated metrics listener (`PEAQOS_METRICS_ADDR`).
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .fallback(envelope::not_found)
+        .layer(from_fn(envelope::ensure_json_errors))
+        .with_state(app)
+}
+
 pub fn router(app: Arc<App>) -> Router {
     // Routes that need the platform API key (when enabled). Idempotency runs after auth, since
     // its scope includes the principal.
@@ -70,8 +84,18 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::agents::heartbeat_routes())
         .merge(platform);
 
+    // `/metrics` moves to its own listener when PEAQOS_METRICS_ADDR is set. On the main port it
+    // needs the API key like any platform route.
+    let metrics = match app.config.metrics_addr {
+        Some(_) => Router::new(),
+        None => Router::new()
+            .route("/metrics", get(serve_metrics))
+            .route_layer(from_fn_with_state(app.clone(), auth::require_api_key)),
+    };
+
     Router::new()
         .merge(crate::health::root_routes())
+        .merge(metrics)
         .nest("/api/v1", api)
         .fallback(envelope::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))

@@ -1,9 +1,9 @@
-//! Request ids and request logging. An incoming `x-request-id` is echoed when it is a sane token;
+//! Request ids, request logging and request metrics. An incoming `x-request-id` is echoed when it is a sane token;
 //! otherwise one is generated. Every log line of the request carries it (through the span).
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -33,6 +33,13 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
     );
+    // The route template, never the raw path (which carries ids).
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let method = req.method().to_string();
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
@@ -42,6 +49,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
             "request completed"
         );
     });
+    crate::metrics::record_request(&method, &route, response.status(), started.elapsed());
     response.headers_mut().insert(HEADER, header);
     response
 }

@@ -1,0 +1,88 @@
+//! Prometheus metrics (`GET /metrics`, or on `PEAQOS_METRICS_ADDR`): requests by route template
+//! and status, database pool use, MCR cache, heartbeats and background runs.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::App;
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide recorder (the `metrics` facade has one global recorder).
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("static buckets are valid")
+            .install_recorder()
+            .expect("the Prometheus recorder is the only global recorder")
+    })
+}
+
+/// Makes sure the recorder exists before the first request is counted.
+pub fn init() {
+    handle();
+}
+
+/// One served request, labelled by route template (never the raw path).
+pub fn record_request(method: &str, route: &str, status: StatusCode, elapsed: Duration) {
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// A heartbeat outcome: `accepted`, or `rejected` with the error code.
+pub fn record_heartbeat(result: Result<(), &str>) {
+    match result {
+        Ok(()) => metrics::counter!("heartbeats_total", "result" => "accepted").increment(1),
+        Err(code) => metrics::counter!("heartbeats_total", "result" => "rejected", "code" => code.to_string()).increment(1),
+    }
+}
+
+/// Renders the text exposition, after reading the values that live elsewhere.
+pub fn render(app: &App) -> Response {
+    let pool = app.store.pool();
+    let size = f64::from(pool.size());
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
+    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
+
+    let mcr = app.mcr.stats();
+    metrics::counter!("mcr_cache_hits_total").absolute(mcr.hits);
+    metrics::counter!("mcr_cache_misses_total").absolute(mcr.misses);
+    metrics::counter!("mcr_requests_total").absolute(mcr.requests);
+
+    use std::sync::atomic::Ordering::Relaxed;
+    metrics::counter!("background_runs_total", "job" => "lease-sweep")
+        .absolute(app.worker.sweeps.load(Relaxed));
+    metrics::counter!("background_runs_total", "job" => "probe-round")
+        .absolute(app.worker.probe_rounds.load(Relaxed));
+    metrics::gauge!("background_leader").set(if app.worker.leading.load(Relaxed) {
+        1.0
+    } else {
+        0.0
+    });
+
+    let handle = handle();
+    handle.run_upkeep();
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,144 @@
+//! Operator-facing surfaces: Prometheus metrics.
+
+mod common;
+
+use common::{Backend, TestServer, expect_error};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// Checks the text exposition format line by line and returns the sample lines.
+fn samples(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            assert!(
+                comment.starts_with(" HELP ") || comment.starts_with(" TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "{line}"
+        );
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "{line}");
+        }
+        out.push(line.to_string());
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_pool_mcr_heartbeats_and_background_runs() {
+    let srv = TestServer::start(
+        &Backend::Sqlite,
+        &[("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled")],
+    )
+    .await;
+    srv.get("/health").await;
+    srv.get("/api/v1/machines/mach_someid").await;
+    srv.post_json("/api/v1/machine-agents/heartbeat", &json!({}))
+        .await;
+    srv.get("/no/such/route").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let response = srv.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let lines = samples(&text);
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(
+        has(r#"http_requests_total{method="GET",route="/health",status="200"}"#),
+        "{text}"
+    );
+    assert!(
+        has(r#"route="/api/v1/machines/{machine_id}",status="404""#),
+        "route templates, not raw paths"
+    );
+    assert!(!text.contains("mach_someid"), "raw ids never become labels");
+    assert!(has(r#"route="unmatched""#));
+    assert!(has("http_request_duration_seconds_bucket"));
+    assert!(
+        has(r#"heartbeats_total{result="rejected",code="VALIDATION_ERROR"}"#),
+        "{text}"
+    );
+    for series in [
+        "db_pool_connections{state=\"idle\"}",
+        "db_pool_max_connections",
+        "mcr_cache_hits_total",
+        "mcr_cache_misses_total",
+        "background_runs_total{job=\"lease-sweep\"}",
+        "background_leader",
+    ] {
+        assert!(has(series), "{series} missing");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_api_key_on_the_main_port_or_move_to_their_own_listener() {
+    let srv = TestServer::start(
+        &Backend::Sqlite,
+        &[("PEAQOS_REQUIRE_API_AUTH", "true"), ("PEAQOS_API_KEY", "k")],
+    )
+    .await;
+    expect_error(
+        srv.get("/metrics").await,
+        StatusCode::UNAUTHORIZED,
+        "AUTH_REQUIRED",
+    )
+    .await;
+    let keyed = srv
+        .request(Method::GET, "/metrics")
+        .header("x-api-key", "k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), StatusCode::OK);
+    srv.stop().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let srv = TestServer::start(&Backend::Sqlite, &[("PEAQOS_METRICS_ADDR", &addr)]).await;
+    expect_error(
+        srv.get("/metrics").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let separate = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(separate.status(), StatusCode::OK);
+    assert!(
+        separate
+            .text()
+            .await
+            .unwrap()
+            .contains("db_pool_connections")
+    );
+    srv.stop().await;
+}
