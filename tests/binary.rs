@@ -252,3 +252,28 @@ async fn json_logs_carry_request_ids_and_never_secrets_and_sigterm_drains() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_asks_the_local_server() {
+    let server = spawn(&[]).await;
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let run = |port: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .arg("healthcheck")
+                .env_clear()
+                .env("PEAQOS_LISTEN_ADDR", format!("0.0.0.0:{port}"))
+                .output()
+                .unwrap()
+        })
+    };
+    assert!(run(port).await.unwrap().status.success());
+    server.terminate();
+    let (ok, _, _) = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(ok);
+    let nobody = free_port().to_string();
+    let output = run(nobody).await.unwrap();
+    assert!(!output.status.success(), "no server, no health");
+}
