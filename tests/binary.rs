@@ -29,16 +29,18 @@ struct Server {
 
 async fn spawn(env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("o.db").display());
+    spawn_on(dir, &sqlite, env).await
+}
+
+async fn spawn_on(dir: tempfile::TempDir, database_url: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let mut command = Command::new(BIN);
     command
         .current_dir(dir.path())
         .env_clear()
         .env("PEAQOS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("o.db").display()),
-        )
+        .env("DATABASE_URL", database_url)
         .env("PEAQOS_LOG_FORMAT", "json")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
@@ -276,4 +278,68 @@ async fn the_healthcheck_subcommand_asks_the_local_server() {
     let nobody = free_port().to_string();
     let output = run(nobody).await.unwrap();
     assert!(!output.status.success(), "no server, no health");
+}
+
+async fn leading(server: &Server) -> bool {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().any(|l| l == "background_leader 1")
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_postgresql_run_background_work_one_at_a_time() {
+    let Some(common::Backend::Postgres(admin)) = common::backends()
+        .into_iter()
+        .find(|b| matches!(b, common::Backend::Postgres(_)))
+    else {
+        eprintln!("TEST_DATABASE_URL unset: the two-process test needs PostgreSQL");
+        return;
+    };
+    let db = common::TestDb::create(&common::Backend::Postgres(admin)).await;
+    let env = [
+        ("PEAQOS_RUNTIME_PROBE_INTERVAL_MS", "0"),
+        (
+            "PEAQOS_AGENT_PAIRING_SESSION_SECRET",
+            "shared-secret-shared-secret-0123456789",
+        ),
+    ];
+    let a = spawn_on(tempfile::tempdir().unwrap(), &db.url, &env).await;
+    let b = spawn_on(tempfile::tempdir().unwrap(), &db.url, &env).await;
+    let mut observed = Vec::new();
+    for _ in 0..20 {
+        observed.push((leading(&a).await, leading(&b).await));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        observed.iter().all(|(x, y)| !(*x && *y)),
+        "never two leaders: {observed:?}"
+    );
+    let (x, y) = *observed.last().unwrap();
+    assert!(x ^ y, "exactly one leader: {observed:?}");
+
+    // SIGTERM the leader: it hands the lease over and the other process takes it.
+    let (leader, follower) = if x { (a, b) } else { (b, a) };
+    leader.terminate();
+    let (ok, _, _) = tokio::task::spawn_blocking(move || leader.wait())
+        .await
+        .unwrap();
+    assert!(ok);
+    let mut took_over = false;
+    for _ in 0..40 {
+        if leading(&follower).await {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(took_over, "the other process takes the lease over");
+    follower.terminate();
+    tokio::task::spawn_blocking(move || follower.wait())
+        .await
+        .unwrap();
+    db.drop_database().await;
 }

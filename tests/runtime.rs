@@ -734,6 +734,10 @@ async fn manual_runtime_endpoints() {
             deleted[0]["payload"],
             json!({"providerKey": "qvac", "source": "manual"})
         );
+        assert_eq!(
+            deleted[0]["resourceId"], created["id"],
+            "the same resource id as its upserts"
+        );
         srv.stop().await;
     }
 }

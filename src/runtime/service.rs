@@ -187,14 +187,14 @@ pub async fn delete(app: &App, machine_id: &str, provider: &str) -> ApiResult<cr
     let key = provider.to_lowercase();
     let now = app.clock.now_ms();
     let mut tx = app.store.begin().await?;
-    let source = store::delete(&mut tx, machine_id, &key)
+    let (id, source) = store::delete(&mut tx, machine_id, &key)
         .await?
         .ok_or_else(|| not_found(&key))?;
     let event = NewAuditEvent {
         actor: Actor::Api,
         event_type: "runtime-endpoint.deleted",
         resource_type: "runtime-endpoint",
-        resource_id: key.clone(),
+        resource_id: id,
         machine_id: Some(machine_id.to_string()),
         payload: json!({ "providerKey": key, "source": source }),
     };

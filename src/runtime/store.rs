@@ -158,17 +158,19 @@ pub async fn list_for_agent(tx: &mut Tx, agent_id: &str) -> Result<Vec<EndpointR
     rows.iter().map(endpoint_from).collect()
 }
 
-/// Deletes the endpoint; returns its source when it existed.
+/// Deletes the endpoint; returns its id and source when it existed.
 pub async fn delete(
     tx: &mut Tx,
     machine_id: &str,
     provider_key: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("DELETE FROM runtime_endpoints WHERE machine_id = $1 AND provider_key = $2 RETURNING source")
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = sqlx::query("DELETE FROM runtime_endpoints WHERE machine_id = $1 AND provider_key = $2 RETURNING id, source")
         .bind(machine_id.to_string())
         .bind(provider_key.to_string())
         .fetch_optional(&mut **tx)
-        .await
+        .await?;
+    row.map(|row| Ok((row.try_get("id")?, row.try_get("source")?)))
+        .transpose()
 }
 
 /// Ends the leases of an agent's endpoints (agent revoked); returns their provider keys.

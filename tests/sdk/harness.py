@@ -140,6 +140,14 @@ class Ctx:
         self.state: dict[str, Any] = {}
         mcr = os.environ.get("FAKE_MCR_URL")
         self.mcr: FakeMcr | None = FakeMcr(mcr) if mcr else None
+        self._runtime: FakeRuntime | None = None
+
+    @property
+    def runtime(self) -> "FakeRuntime":
+        """A FakeRuntime shared by the checks, started on first use."""
+        if self._runtime is None:
+            self._runtime = FakeRuntime()
+        return self._runtime
 
     def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the server without any client (exact wire JSON back, no key conversion)."""
@@ -159,6 +167,86 @@ class Ctx:
                                               api_key=self.api_key)
         return transport.api_request(cfg, self.client.session, method, path, shape,
                                      auth=a, **kw)
+
+
+class Exchange:
+    """One HTTP exchange the client made: request and response exactly as on the wire."""
+
+    def __init__(self, res) -> None:
+        req = res.request
+        self.method: str = req.method
+        self.path: str = urllib.parse.urlsplit(req.url).path
+        self.url: str = req.url
+        self.request_headers: dict[str, str] = {k.lower(): v for k, v in req.headers.items()}
+        self.request_body: Any = json.loads(req.body) if req.body else None
+        self.status: int = res.status_code
+        self.text: str = res.text
+        self.body: Any = json.loads(self.text) if self.text else None
+
+    def __repr__(self) -> str:
+        return f"{self.method} {self.path} -> {self.status}"
+
+
+@contextmanager
+def wire(ctx: "Ctx"):
+    """Record every exchange the client's own session makes inside the block (list of Exchange).
+
+    Hooks the `requests.Session` the client sends through; the calls themselves are unchanged.
+    """
+    seen: list[Exchange] = []
+
+    def hook(res, *args, **kwargs):
+        seen.append(Exchange(res))
+        return res
+
+    hooks = ctx.client.session.hooks["response"]
+    hooks.append(hook)
+    try:
+        yield seen
+    finally:
+        hooks.remove(hook)
+
+
+class FakeRuntime:
+    """A stdlib HTTP server standing in for a machine's runtime (e.g. QVAC) on loopback.
+
+    Answers 200 `{"ok": true}` to every GET and records (path, headers) of each request, so a
+    check can see what the server's prober sent.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[tuple[str, dict[str, str]]] = []
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                with lock:
+                    seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                data = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port: int = self._httpd.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self._seen, self._lock = seen, lock
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def requests(self) -> list[tuple[str, dict[str, str]]]:
+        with self._lock:
+            return list(self._seen)
 
 
 def expect_api_error(fn: Callable[[], Any], code: str, status: int | None = None):

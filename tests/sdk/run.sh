@@ -12,7 +12,8 @@ read -r -a VERSIONS <<<"${SDK_VERSIONS:-0.2.0 0.12.1}"
 # PEAQOS_MCR_API_URL (the fake MCR started for that run). Add what new checks need here.
 # PEAQOS_MACHINE_IDENTITY_VERIFICATION is left at its default, `required`.
 # SDK_SERVER_ENV adds "K=V K=V".
-SERVER_ENV=(PEAQOS_ENV=development PEAQOS_LOG_FORMAT=text)
+SERVER_ENV=(PEAQOS_ENV=development PEAQOS_LOG_FORMAT=text
+  PEAQOS_RUNTIME_PROBE_INTERVAL_MS=1000) # prober every second: runtime checks see it work
 read -r -a EXTRA_ENV <<<"${SDK_SERVER_ENV:-}"
 SERVER_ENV+=("${EXTRA_ENV[@]}")
 
