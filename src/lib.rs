@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod machines;
 pub mod metrics;
+pub mod openapi;
 pub mod orders;
 pub mod pairings;
 pub mod runtime;

@@ -24,6 +24,8 @@ enum Command {
     Migrate,
     /// Ask the local server's /health; exit 0 when it answers {"ok":true}.
     Healthcheck,
+    /// Print the OpenAPI 3.1 document (the committed openapi.json).
+    Openapi,
 }
 
 fn init_logging(format: LogFormat) {
@@ -43,6 +45,10 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", peaqos_orchestrator::openapi::pretty_json());
+        return ExitCode::SUCCESS;
+    }
     // A `.env` in the working directory fills in variables the environment does not set.
     let _ = dotenvy::dotenv();
     let config = match Config::from_env() {
@@ -58,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Serve => run_server(config).await,
         Command::Migrate => migrate(config).await,
         Command::Healthcheck => healthcheck(config).await,
+        Command::Openapi => unreachable!("answered before configuration is read"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

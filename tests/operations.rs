@@ -142,3 +142,55 @@ async fn metrics_need_the_api_key_on_the_main_port_or_move_to_their_own_listener
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let srv = TestServer::start(
+        &Backend::Sqlite,
+        &[("PEAQOS_REQUIRE_API_AUTH", "true"), ("PEAQOS_API_KEY", "k")],
+    )
+    .await;
+    let response = srv.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), StatusCode::OK, "open, like health");
+    let served: serde_json::Value = response.json().await.unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        served, committed,
+        "openapi.json is stale: run `cargo run -- openapi > openapi.json`"
+    );
+    assert_eq!(served["openapi"], "3.1.0");
+    // Every documented operation is answered by the server (no 404/405 from the router).
+    let mut operations = 0;
+    for (path, item) in served["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            operations += 1;
+            let concrete = path
+                .replace("{machineId}", "mach_x")
+                .replace("{pairingId}", "apr_x")
+                .replace("{agentId}", "mag_x")
+                .replace("{providerKey}", "qvac");
+            let response = srv
+                .request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                    &concrete,
+                )
+                .header("x-api-key", "k")
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                !body.contains("No route matches"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    assert_eq!(operations, 26);
+    srv.stop().await;
+}

@@ -1,7 +1,7 @@
 //! Machine-side runtime agents (spec agents-and-runtime.md §1.1, §2, §4).
 
 pub mod model;
-mod routes;
+pub(crate) mod routes;
 pub mod service;
 mod store;
 

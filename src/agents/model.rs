@@ -2,8 +2,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::model::RuntimeEndpoint;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = MachineAgentStatus)]
 pub enum AgentStatus {
     Provisioned,
     Active,
@@ -31,7 +32,7 @@ impl AgentStatus {
 }
 
 /// `MachineAgent` on the wire (spec §1.1).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineAgent {
     pub id: String,
@@ -54,8 +55,9 @@ pub struct MachineAgent {
     pub token_hash: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EnrollMachineAgent)]
 pub struct Enroll {
     pub label: Option<String>,
     pub allowed_provider_keys: Option<Vec<String>>,
@@ -63,7 +65,7 @@ pub struct Enroll {
 }
 
 /// The heartbeat's `item` (spec §1.3): the agent plus the lease it applied and its endpoints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatItem {
     #[serde(flatten)]
@@ -75,7 +77,7 @@ pub struct HeartbeatItem {
 }
 
 /// The heartbeat's raw answer: the merged shape both clients decode.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HeartbeatResponse {
     pub item: HeartbeatItem,
     pub endpoints: Vec<RuntimeEndpoint>,

@@ -30,7 +30,22 @@ pub fn heartbeat_routes() -> Router<Arc<App>> {
     Router::new().route("/machine-agents/heartbeat", post(heartbeat))
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{machineId}/agents",
+    tag = "machine-agents",
+    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "Agents, oldest first; never with tokens", body = crate::http::paging::ListPage<crate::agents::model::MachineAgent>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     query: QueryParams,
@@ -42,7 +57,23 @@ async fn list(
     ))
 }
 
-async fn enroll(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{machineId}/agents/enrollment",
+    tag = "machine-agents",
+    params(("machineId" = String, Path, description = "mach_…")),
+    request_body = crate::agents::model::Enroll,
+    responses(
+        (status = 201, description = "The agent with its one-time agentToken (also as provisioningToken)", body = crate::http::Item<crate::agents::model::MachineAgent>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn enroll(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     idempotency: Idempotency,
@@ -59,7 +90,18 @@ async fn enroll(
     .await
 }
 
-async fn revoke(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/machines/{machineId}/agents/{agentId}",
+    tag = "machine-agents",
+    params(("machineId" = String, Path, description = "mach_…"), ("agentId" = String, Path, description = "mag_…")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn revoke(
     State(app): State<Arc<App>>,
     Path((machine_id, agent_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -69,7 +111,23 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn heartbeat(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machine-agents/heartbeat",
+    tag = "machine-agents",
+    request_body = crate::openapi::HeartbeatRequest,
+    security(()),
+    responses(
+        (status = 200, description = "The agent, the lease applied and the endpoints it owns", body = crate::agents::model::HeartbeatResponse),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn heartbeat(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Map<String, Value>>,

@@ -2,7 +2,7 @@
 //! of the change it records.
 
 pub mod model;
-mod routes;
+pub(crate) mod routes;
 mod store;
 
 pub use model::{Actor, NewAuditEvent};

@@ -30,7 +30,7 @@ pub struct NewAuditEvent {
 }
 
 /// `AuditEvent` on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub id: String,

@@ -16,7 +16,19 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/audit-events", get(list))
 }
 
-async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-events",
+    tag = "audit",
+    params(("type" = Option<String>, Query), ("resourceType" = Option<String>, Query), ("resourceId" = Option<String>, Query), ("machineId" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "Audit events, newest first", body = crate::http::paging::ListPage<crate::audit::model::AuditEvent>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
     let filters = Filters {
         event_type: query.get("type"),
         resource_type: query.get("resourceType"),

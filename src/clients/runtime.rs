@@ -286,7 +286,9 @@ pub fn outbound_client() -> reqwest::Client {
 }
 
 /// How a runtime endpoint authenticates the orchestrator's calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthType {
     None,

@@ -15,7 +15,7 @@ use crate::App;
 
 /// `GET /health` at the host root.
 pub fn root_routes() -> Router<Arc<App>> {
-    Router::new().route("/health", get(health))
+    Router::new().route("/health", get(root_health))
 }
 
 /// `GET /api/v1/health` and `GET /api/v1/readiness`.
@@ -25,8 +25,17 @@ pub fn api_routes() -> Router<Arc<App>> {
         .route("/readiness", get(readiness))
 }
 
+/// Liveness only, at the host root.
+#[utoipa::path(get, path = "/health", tag = "health", security(()),
+    responses((status = 200, description = "The process is alive", body = crate::openapi::Health)))]
+pub(crate) async fn root_health() -> Response {
+    health().await
+}
+
 /// Liveness only: the database is not touched.
-async fn health() -> Response {
+#[utoipa::path(get, path = "/api/v1/health", tag = "health", security(()),
+    responses((status = 200, description = "The process is alive", body = crate::openapi::Health)))]
+pub(crate) async fn health() -> Response {
     crate::http::json(StatusCode::OK, &json!({ "ok": true }))
 }
 
@@ -50,7 +59,12 @@ impl Check {
     }
 }
 
-async fn readiness(State(app): State<Arc<App>>) -> Response {
+#[utoipa::path(get, path = "/api/v1/readiness", tag = "health", security(()),
+    responses(
+        (status = 200, description = "Every check passes", body = crate::openapi::Readiness),
+        (status = 503, description = "A check fails", body = crate::openapi::Readiness)
+    ))]
+pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
     let store_failure = match tokio::time::timeout(STORE_TIMEOUT, app.store.ping()).await {
         Ok(Ok(())) => None,
         Ok(Err(err)) => {

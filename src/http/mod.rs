@@ -45,13 +45,25 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 }
 
 /// `{"item": T}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Item<T> {
     pub item: T,
 }
 
-async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 401, description = "AUTH_REQUIRED or AUTH_INVALID", body = crate::openapi::ErrorEnvelope)
+    ))]
+pub(crate) async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
     crate::metrics::render(&app)
+}
+
+/// This document, generated from the code.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+pub(crate) async fn serve_openapi() -> Response {
+    json(StatusCode::OK, &crate::openapi::document())
 }
 
 /// The router of the dedicated metrics listener (`PEAQOS_METRICS_ADDR`).
@@ -81,6 +93,7 @@ pub fn router(app: Arc<App>) -> Router {
     // token has been checked.
     let api = Router::new()
         .merge(crate::health::api_routes())
+        .route("/openapi.json", get(serve_openapi))
         .merge(crate::agents::heartbeat_routes())
         .merge(platform);
 

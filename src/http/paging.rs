@@ -12,7 +12,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 500;
 
 /// `{"items": [...], "nextCursor"?: "..."}`; `nextCursor` is absent on the last page (C5).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListPage<T> {
     pub items: Vec<T>,

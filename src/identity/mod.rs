@@ -3,7 +3,7 @@
 pub mod challenge;
 pub mod model;
 pub mod refs;
-mod routes;
+pub(crate) mod routes;
 pub mod service;
 mod store;
 

@@ -1,7 +1,7 @@
 //! The machine registry (spec identity-and-machines.md §5–§7).
 
 pub mod model;
-mod routes;
+pub(crate) mod routes;
 pub mod service;
 mod store;
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::model::{IdentityProof, ProofInput};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineStatus {
     Draft,
@@ -39,7 +39,7 @@ impl MachineStatus {
 }
 
 /// `Machine` on the wire (spec §5).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine {
     pub id: String,
@@ -62,7 +62,7 @@ pub struct Machine {
     pub revision: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateMachine {
     pub display_name: Option<String>,
@@ -77,7 +77,7 @@ pub struct CreateMachine {
     pub skill_keys: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMachine {
     pub display_name: Option<String>,

@@ -25,13 +25,39 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
-async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines",
+    tag = "machines",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "Machines, oldest first", body = crate::http::paging::ListPage<crate::machines::model::Machine>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
     let page = PageRequest::parse(&query, &["machines"])?;
     let page = service::list(&app, &page).await?;
     Ok(crate::http::json(StatusCode::OK, &page))
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines",
+    tag = "machines",
+    request_body = crate::machines::model::CreateMachine,
+    responses(
+        (status = 201, description = "The machine, as a draft", body = crate::http::Item<crate::machines::model::Machine>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn create(
     State(app): State<Arc<App>>,
     idempotency: Idempotency,
     ApiJson(body): ApiJson<CreateMachine>,
@@ -47,12 +73,44 @@ async fn create(
     .await
 }
 
-async fn read(State(app): State<Arc<App>>, Path(machine_id): Path<String>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{machineId}",
+    tag = "machines",
+    params(("machineId" = String, Path, description = "mach_…")),
+    responses(
+        (status = 200, description = "The machine", body = crate::http::Item<crate::machines::model::Machine>),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn read(
+    State(app): State<Arc<App>>,
+    Path(machine_id): Path<String>,
+) -> ApiResult<Response> {
     let machine = service::get(&app, &machine_id).await?;
     Ok(crate::http::json(StatusCode::OK, &Item { item: machine }))
 }
 
-async fn update(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/machines/{machineId}",
+    tag = "machines",
+    params(("machineId" = String, Path, description = "mach_…")),
+    request_body = crate::machines::model::UpdateMachine,
+    responses(
+        (status = 200, description = "The updated machine", body = crate::http::Item<crate::machines::model::Machine>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn update(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     ApiJson(body): ApiJson<UpdateMachine>,
@@ -68,7 +126,19 @@ async fn update(
     .await
 }
 
-async fn archive(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/machines/{machineId}",
+    tag = "machines",
+    params(("machineId" = String, Path, description = "mach_…")),
+    responses(
+        (status = 204, description = "Archived"),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn archive(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
 ) -> ApiResult<Response> {

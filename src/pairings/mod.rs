@@ -5,7 +5,7 @@ pub mod auth;
 mod challenge;
 pub mod model;
 pub mod policy;
-mod routes;
+pub(crate) mod routes;
 pub mod service;
 mod store;
 

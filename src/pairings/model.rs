@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::{DelegationPolicy, DelegationPolicyInput};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PairingStatus {
     Active,
@@ -31,8 +31,9 @@ impl PairingStatus {
 }
 
 /// `AgentPairingVerification` (spec §4.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AgentPairingVerification)]
 pub struct PairingVerification {
     pub method: String,
     pub signer_address: String,
@@ -42,7 +43,7 @@ pub struct PairingVerification {
 }
 
 /// `AgentPairing` on the wire (spec §4.1).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPairing {
     pub id: String,
@@ -79,8 +80,9 @@ pub struct AgentPairing {
 }
 
 /// `AgentPairingChallenge` on the wire (spec §4.4).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AgentPairingChallenge)]
 pub struct ChallengeView {
     pub challenge_id: String,
     pub machine_id: String,
@@ -94,8 +96,9 @@ pub struct ChallengeView {
     pub verification_method: &'static str,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CreateAgentPairingChallenge)]
 pub struct CreateChallenge {
     pub agent_address: Option<String>,
     pub agent_provider: Option<String>,
@@ -104,15 +107,16 @@ pub struct CreateChallenge {
 }
 
 /// `agentProof` in a request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentProofInput {
     pub challenge_id: Option<String>,
     pub signature: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CreateAgentPairing)]
 pub struct CreatePairing {
     pub agent_address: Option<String>,
     pub agent_provider: Option<String>,
@@ -123,14 +127,16 @@ pub struct CreatePairing {
     pub delegation_policy: Option<DelegationPolicyInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RotateAgentPairingSession)]
 pub struct RotateSession {
     pub agent_proof: Option<AgentProofInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = UpdateAgentPairing)]
 pub struct UpdatePairing {
     pub agent_provider: Option<String>,
     pub agent_role: Option<String>,

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::validate::{MAX_NAME, name_list, optional_text};
 
 /// A normalised policy, as stored and returned: all seven keys always present.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DelegationPolicy {
     pub allowed_skill_keys: Vec<String>,
@@ -20,7 +20,7 @@ pub struct DelegationPolicy {
 }
 
 /// A policy as sent: every key optional, unknown keys ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DelegationPolicyInput {
     pub allowed_skill_keys: Option<Vec<String>>,

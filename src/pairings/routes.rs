@@ -37,7 +37,20 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{machineId}/agent-pairings",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "Pairings, oldest first; never with pairingToken", body = crate::http::paging::ListPage<crate::pairings::model::AgentPairing>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     query: QueryParams,
@@ -47,7 +60,23 @@ async fn list(
     Ok(crate::http::json(StatusCode::OK, &page))
 }
 
-async fn create_challenge(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{machineId}/agent-pairings/challenges",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…")),
+    request_body = crate::pairings::model::CreateChallenge,
+    responses(
+        (status = 201, description = "A single-use challenge for the agent to sign", body = crate::http::Item<crate::pairings::model::ChallengeView>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn create_challenge(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     idempotency: Idempotency,
@@ -65,7 +94,23 @@ async fn create_challenge(
     .await
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{machineId}/agent-pairings",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…")),
+    request_body = crate::pairings::model::CreatePairing,
+    responses(
+        (status = 201, description = "The pairing with its pairingToken, shown only here", body = crate::http::Item<crate::pairings::model::AgentPairing>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn create(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     idempotency: Idempotency,
@@ -82,7 +127,23 @@ async fn create(
     .await
 }
 
-async fn rotate_session(
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{machineId}/agent-pairings/{pairingId}/sessions",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
+    request_body = crate::pairings::model::RotateSession,
+    responses(
+        (status = 201, description = "The pairing with a new pairingToken", body = crate::http::Item<crate::pairings::model::AgentPairing>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn rotate_session(
     State(app): State<Arc<App>>,
     Path((machine_id, pairing_id)): Path<(String, String)>,
     idempotency: Idempotency,
@@ -99,7 +160,22 @@ async fn rotate_session(
     .await
 }
 
-async fn update(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/machines/{machineId}/agent-pairings/{pairingId}",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
+    request_body = crate::pairings::model::UpdatePairing,
+    responses(
+        (status = 200, description = "The updated pairing", body = crate::http::Item<crate::pairings::model::AgentPairing>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn update(
     State(app): State<Arc<App>>,
     Path((machine_id, pairing_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdatePairing>,
@@ -111,7 +187,19 @@ async fn update(
     Ok(crate::http::json(StatusCode::OK, &Item { item: pairing }))
 }
 
-async fn revoke(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/machines/{machineId}/agent-pairings/{pairingId}",
+    tag = "agent-pairings",
+    params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn revoke(
     State(app): State<Arc<App>>,
     Path((machine_id, pairing_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {

@@ -2,7 +2,7 @@
 //! hand or leased by heartbeats (spec agents-and-runtime.md §3, §5, §6).
 
 pub mod model;
-mod routes;
+pub(crate) mod routes;
 pub mod service;
 pub mod store;
 

@@ -4,8 +4,9 @@ use crate::clients::runtime::AuthType;
 use crate::clock::format_ms;
 use crate::config::NetworkScope;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = RuntimeEndpointStatus)]
 pub enum EndpointStatus {
     Active,
     Degraded,
@@ -93,7 +94,7 @@ impl EndpointRow {
 }
 
 /// `RuntimeEndpoint` on the wire (spec §1.2), with the heartbeat's `healthError` (§1.3).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeEndpoint {
     pub id: String,
@@ -120,8 +121,9 @@ pub struct RuntimeEndpoint {
 }
 
 /// Endpoint settings as sent by `PUT` or in a heartbeat entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RuntimeEndpointInput)]
 pub struct EndpointFields {
     pub provider_key: Option<String>,
     pub endpoint_base_url: Option<String>,

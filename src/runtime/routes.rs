@@ -25,7 +25,22 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{machineId}/runtime-endpoints",
+    tag = "runtime-endpoints",
+    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses(
+        (status = 200, description = "Endpoints, oldest first", body = crate::http::paging::ListPage<crate::runtime::model::RuntimeEndpoint>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Path(machine_id): Path<String>,
     query: QueryParams,
@@ -37,7 +52,21 @@ async fn list(
     ))
 }
 
-async fn read(
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+    tag = "runtime-endpoints",
+    params(("machineId" = String, Path, description = "mach_…"), ("providerKey" = String, Path)),
+    responses(
+        (status = 200, description = "The endpoint", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn read(
     State(app): State<Arc<App>>,
     Path((machine_id, provider_key)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -45,7 +74,24 @@ async fn read(
     Ok(crate::http::json(StatusCode::OK, &Item { item: endpoint }))
 }
 
-async fn put(
+#[utoipa::path(
+    put,
+    path = "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+    tag = "runtime-endpoints",
+    params(("machineId" = String, Path, description = "mach_…"), ("providerKey" = String, Path)),
+    request_body = crate::runtime::model::EndpointFields,
+    responses(
+        (status = 200, description = "Updated", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
+        (status = 201, description = "Created", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
+        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
+        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
+        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn put(
     State(app): State<Arc<App>>,
     Path((machine_id, provider_key)): Path<(String, String)>,
     ApiJson(body): ApiJson<EndpointFields>,
@@ -67,7 +113,18 @@ async fn put(
     .await
 }
 
-async fn delete(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+    tag = "runtime-endpoints",
+    params(("machineId" = String, Path, description = "mach_…"), ("providerKey" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
+        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope)
+    )
+)]
+pub(crate) async fn delete(
     State(app): State<Arc<App>>,
     Path((machine_id, provider_key)): Path<(String, String)>,
 ) -> ApiResult<Response> {
