@@ -201,17 +201,14 @@ pub async fn list_for_machine(
     after: Option<&Position>,
     limit: i64,
 ) -> Result<Vec<AgentPairing>, sqlx::Error> {
-    let (t, id) = after.map_or((i64::MIN, String::new()), |p| (p.t, p.id.clone()));
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM agent_pairings
-         WHERE machine_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3))
-         ORDER BY created_at, id LIMIT $4"
-    )))
-    .bind(machine_id.to_string())
-    .bind(t)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter().map(pairing_from).collect()
+    crate::store::machine_page(
+        store,
+        "agent_pairings",
+        COLUMNS,
+        machine_id,
+        after,
+        limit,
+        pairing_from,
+    )
+    .await
 }

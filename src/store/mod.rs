@@ -180,6 +180,32 @@ fn redact_url(message: &str, url: &str) -> String {
     message.replace(url, "[DATABASE_URL]")
 }
 
+/// One page of a machine's rows in `table`, oldest first, after the keyset position `after`
+/// (`created_at`, `id`). Every machine-scoped list (pairings, agents, endpoints) reads this way.
+pub async fn machine_page<T>(
+    store: &Store,
+    table: &str,
+    columns: &str,
+    machine_id: &str,
+    after: Option<&crate::http::paging::Position>,
+    limit: i64,
+    from_row: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
+    let (t, id) = after.map_or((i64::MIN, String::new()), |p| (p.t, p.id.clone()));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {table}
+         WHERE machine_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3))
+         ORDER BY created_at, id LIMIT $4"
+    )))
+    .bind(machine_id.to_string())
+    .bind(t)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// A new server-assigned id: prefix + ULID (URL-safe, time-sortable, random).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", ulid::Ulid::generate())
