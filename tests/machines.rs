@@ -169,6 +169,17 @@ async fn machine_lifecycle_with_a_verified_identity() {
         assert_eq!(got["status"], "active");
         let list = json_of(w.srv.get("/api/v1/machines").await).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
+        // A PATCH that changes nothing writes nothing.
+        let same = json_of(
+            w.patch(
+                &id,
+                json!({"displayName": "Forklift 8", "status": "active"}),
+            )
+            .await,
+        )
+        .await["item"]
+            .clone();
+        assert_eq!(same["updatedAt"], got["updatedAt"]);
 
         let archived = w
             .srv

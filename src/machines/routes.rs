@@ -115,15 +115,11 @@ pub(crate) async fn update(
     Path(machine_id): Path<String>,
     ApiJson(body): ApiJson<UpdateMachine>,
 ) -> ApiResult<Response> {
-    let staged = service::update(&app, &machine_id, body).await?;
-    commit(
-        &app,
-        staged.tx,
-        &Idempotency::default(),
-        StatusCode::OK,
-        &Item { item: staged.value },
-    )
-    .await
+    let (tx, machine) = service::update(&app, &machine_id, body).await?;
+    if let Some(tx) = tx {
+        tx.commit().await?;
+    }
+    Ok(crate::http::json(StatusCode::OK, &Item { item: machine }))
 }
 
 #[utoipa::path(

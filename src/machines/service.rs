@@ -332,7 +332,8 @@ fn archived() -> ApiError {
     .with("status", MachineStatus::Archived.as_str())
 }
 
-pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Staged<Machine>> {
+/// `PATCH`. `tx` is `None` when nothing changed: no write, no event.
+pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<(Option<Tx>, Machine)> {
     let mut machine = find(app, id).await?;
     if machine.status == MachineStatus::Archived {
         return Err(archived());
@@ -386,6 +387,9 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Stage
     for _ in 0..UPDATE_ATTEMPTS {
         let status_from = machine.status;
         let changed = patch.apply(&mut machine);
+        if changed.is_empty() && new_proof.is_none() {
+            return Ok((None, machine));
+        }
         if let Some(proof) = &new_proof {
             machine.identity_proof = Some(proof.clone());
         }
@@ -421,7 +425,7 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<Stage
             ("machine.updated", payload)
         };
         audit::record(&mut tx, now, audit_event(&machine, event_type, payload)).await?;
-        return Ok(Staged { tx, value: machine });
+        return Ok((Some(tx), machine));
     }
     Err(ApiError::new(
         ErrorCode::IDEMPOTENCY_CONFLICT,

@@ -604,6 +604,9 @@ pub async fn update(
             orders::ensure_none_open(app, OrdersOf::Pairing(pairing_id)).await?;
         }
         let changed = patch.apply(&mut pairing);
+        if changed.is_empty() {
+            return Ok((None, present(app, pairing)));
+        }
         let now = app.clock.now_ms();
         pairing.updated_at = format_ms(now);
         let mut tx = app.store.begin().await?;
