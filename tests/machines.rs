@@ -1011,3 +1011,55 @@ async fn one_identity_registers_once_under_concurrency() {
         w.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_cancel_its_request() {
+    for backend in backends() {
+        let w = world(&backend, &[("PEAQOS_MCR_TIMEOUT_MS", "5000")]).await;
+        let owner = Wallet::random();
+        w.mcr.set(
+            "did:peaq:91",
+            Behaviour::Slow(
+                Duration::from_millis(700),
+                Box::new(Behaviour::Machine(common::fake_mcr::machine_body(
+                    "did:peaq:91",
+                    91,
+                    &owner.address(),
+                    true,
+                ))),
+            ),
+        );
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(150))
+            .build()
+            .unwrap();
+        let gave_up = impatient
+            .post(w.srv.url("/api/v1/machine-identity/challenges"))
+            .header("idempotency-key", "disconnect-1")
+            .json(&json!({"identityRef": "did:peaq:91"}))
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "the client timed out first");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            w.events("machine-identity.challenge-created").await.len(),
+            1,
+            "the request ran to completion"
+        );
+        let retry = w
+            .srv
+            .request(Method::POST, "/api/v1/machine-identity/challenges")
+            .header("idempotency-key", "disconnect-1")
+            .json(&json!({"identityRef": "did:peaq:91"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(retry.status(), StatusCode::CREATED);
+        assert_eq!(
+            retry.headers()["idempotent-replayed"],
+            "true",
+            "its key was completed, not abandoned"
+        );
+        w.stop().await;
+    }
+}

@@ -59,6 +59,18 @@ pub(crate) async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
     crate::metrics::render(&app)
 }
 
+/// Runs each request in its own task, so a client that disconnects cannot cancel it halfway: a
+/// write either finishes (and commits) or fails on its own terms, never with a transaction or an
+/// idempotency reservation abandoned mid-flight (a cancelled `BEGIN` can even return an open
+/// transaction to sqlx's pool; sqlx issue 4393).
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    match tokio::spawn(next.run(req).in_current_span()).await {
+        Ok(response) => response,
+        Err(err) => crate::error::ApiError::internal("request task failed", err).into_response(),
+    }
+}
+
 /// This document, generated from the code.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
@@ -118,6 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn(envelope::ensure_json_errors))
+        .layer(from_fn(run_to_completion))
         .layer(from_fn(request_id::middleware))
         .with_state(app)
 }

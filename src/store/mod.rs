@@ -71,6 +71,9 @@ impl Store {
         let options = AnyPoolOptions::new()
             // A short acquire timeout turns a dead database into a prompt 503, not a hang.
             .acquire_timeout(Duration::from_secs(3))
+            // No ping before every checkout (a round trip per query): a connection that broke
+            // fails its query with an I/O error, which answers 503 and is not reused.
+            .test_before_acquire(false)
             .max_connections(match backend {
                 Backend::Postgres => 16,
                 Backend::Sqlite => 8,
