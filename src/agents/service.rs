@@ -16,12 +16,11 @@ use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::paging::{ListPage, PageRequest, Position};
 use crate::http::validate::{MAX_ITEMS, MAX_NAME, optional_text};
-use crate::identity::service::Staged;
 use crate::machines::service as machines;
 use crate::runtime::model::{EndpointFields, EndpointSpec};
 use crate::runtime::service as runtime;
 use crate::runtime::store::{self as endpoints, Owner};
-use crate::store::{Tx, new_id, random_bytes};
+use crate::store::{Staged, Tx, new_id, random_bytes};
 
 const DEFAULT_LABEL: &str = "Machine runtime agent";
 const DEFAULT_LEASE_S: i64 = 120;

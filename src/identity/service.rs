@@ -16,13 +16,7 @@ use crate::clock::format_ms;
 use crate::config::VerificationMode;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::validate::{MAX_NAME, required_text};
-use crate::store::{Tx, new_id, random_bytes};
-
-/// A change ready to commit, with the value to answer.
-pub struct Staged<T> {
-    pub tx: Tx,
-    pub value: T,
-}
+use crate::store::{Staged, Tx, new_id, random_bytes};
 
 fn proof_invalid(reason: &str) -> ApiError {
     ApiError::new(

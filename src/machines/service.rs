@@ -17,8 +17,8 @@ use crate::http::paging::{ListPage, PageRequest, Position};
 use crate::http::validate::{MAX_ITEMS, MAX_NAME, name_list, optional_text, required_text};
 use crate::identity::model::IdentityProof;
 use crate::identity::refs::IdentityRef;
-use crate::identity::service::{self as identity, Staged};
-use crate::store::{Tx, is_unique_violation, new_id};
+use crate::identity::service as identity;
+use crate::store::{Staged, Tx, is_unique_violation, new_id};
 
 /// Concurrent MCR look-ups while filtering a machine list.
 const LIST_LOOKUPS: usize = 8;

@@ -17,11 +17,10 @@ use crate::crypto::{eip55, jwt};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::paging::{ListPage, PageRequest, Position};
 use crate::http::validate::{MAX_NAME, MAX_TEXT, optional_text, required_text};
-use crate::identity::service::Staged;
 use crate::machines::model::Machine;
 use crate::machines::service as machines;
 use crate::orders::{self, OrdersOf};
-use crate::store::{Tx, new_id, random_bytes};
+use crate::store::{Staged, Tx, new_id, random_bytes};
 
 const UPDATE_ATTEMPTS: usize = 3;
 

@@ -12,9 +12,8 @@ use crate::config::NetworkScope;
 use crate::error::{ApiError, ApiResult};
 use crate::http::paging::{ListPage, PageRequest, Position};
 use crate::http::validate::{MAX_NAME, MAX_TEXT, optional_text};
-use crate::identity::service::Staged;
 use crate::machines::service as machines;
-use crate::store::new_id;
+use crate::store::{Staged, new_id};
 
 /// Validates endpoint settings. `at` prefixes field names (`endpoints[0].` in heartbeats);
 /// `provider` is the path's provider key for `PUT`, else the entry's own.

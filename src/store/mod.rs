@@ -153,6 +153,13 @@ impl Store {
     }
 }
 
+/// A change ready to commit, with the value to answer: handlers commit it, together with the
+/// idempotency record when there is one (`http::idempotency::commit`).
+pub struct Staged<T> {
+    pub tx: Tx,
+    pub value: T,
+}
+
 /// Whether an error means "the database cannot be reached" (answered 503), as opposed to a bug.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
