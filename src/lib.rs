@@ -145,6 +145,8 @@ pub async fn serve(
         })
     });
     let purge = tokio::spawn(purge_idempotency_records(app.clone()));
+    // The first lease attempt happens before requests are served, so readiness does not race it.
+    worker::renew(&app).await;
     let background = tokio::spawn(worker::run(app.clone()));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

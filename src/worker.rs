@@ -54,27 +54,10 @@ pub async fn run(app: Arc<App>) {
         tick.tick().await;
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
-        if due(last_renew, RENEW_EVERY) || !state.leading.load(Ordering::Relaxed) {
-            let leading = match leader::try_acquire(
-                &app.store,
-                &state.holder,
-                app.clock.now_ms(),
-                LEASE_MS,
-            )
-            .await
-            {
-                Ok(leading) => leading,
-                Err(err) => {
-                    tracing::warn!(error = %err, "background lease renewal failed; pausing background work");
-                    false
-                }
-            };
-            if leading != state.leading.swap(leading, Ordering::Relaxed) {
-                tracing::info!(holder = %state.holder, leading, "background runner lease changed");
-            }
-            if leading {
-                last_renew = Some(Instant::now());
-            }
+        if (due(last_renew, RENEW_EVERY) || !state.leading.load(Ordering::Relaxed))
+            && renew(&app).await
+        {
+            last_renew = Some(Instant::now());
         }
         if !state.leading.load(Ordering::Relaxed) {
             continue;
@@ -90,6 +73,24 @@ pub async fn run(app: Arc<App>) {
             last_probe = Some(Instant::now());
         }
     }
+}
+
+/// Takes or renews the background lease; `true` while this replica holds it.
+pub async fn renew(app: &App) -> bool {
+    let state = &app.worker;
+    let leading = match leader::try_acquire(&app.store, &state.holder, app.clock.now_ms(), LEASE_MS)
+        .await
+    {
+        Ok(leading) => leading,
+        Err(err) => {
+            tracing::warn!(error = %err, "background lease renewal failed; pausing background work");
+            false
+        }
+    };
+    if leading != state.leading.swap(leading, Ordering::Relaxed) {
+        tracing::info!(holder = %state.holder, leading, "background runner lease changed");
+    }
+    leading
 }
 
 pub async fn release(app: &App) {

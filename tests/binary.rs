@@ -220,7 +220,13 @@ async fn json_logs_carry_request_ids_and_never_secrets_and_sigterm_drains() {
         "/api/v1/machine-identity/challenges",
         json!({"identityRef": "did:peaq:78"}),
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the request is inside the server (it has reached the slow MCR).
+    for _ in 0..100 {
+        if mcr.requests("did:peaq:78") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.terminate();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(

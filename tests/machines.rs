@@ -1020,7 +1020,7 @@ async fn a_client_that_disconnects_does_not_cancel_its_request() {
         w.mcr.set(
             "did:peaq:91",
             Behaviour::Slow(
-                Duration::from_millis(700),
+                Duration::from_millis(1500),
                 Box::new(Behaviour::Machine(common::fake_mcr::machine_body(
                     "did:peaq:91",
                     91,
@@ -1030,7 +1030,7 @@ async fn a_client_that_disconnects_does_not_cancel_its_request() {
             ),
         );
         let impatient = reqwest::Client::builder()
-            .timeout(Duration::from_millis(150))
+            .timeout(Duration::from_millis(400))
             .build()
             .unwrap();
         let gave_up = impatient
@@ -1040,7 +1040,16 @@ async fn a_client_that_disconnects_does_not_cancel_its_request() {
             .send()
             .await;
         assert!(gave_up.is_err(), "the client timed out first");
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        for _ in 0..100 {
+            if !w
+                .events("machine-identity.challenge-created")
+                .await
+                .is_empty()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(
             w.events("machine-identity.challenge-created").await.len(),
             1,

@@ -743,7 +743,7 @@ async fn manual_runtime_endpoints() {
 }
 
 async fn wait_for_status(srv: &TestServer, machine: &str, key: &str, status: &str) -> Value {
-    for _ in 0..100 {
+    for _ in 0..250 {
         let got = endpoint(srv, machine, key).await;
         if got["status"] == status && got["lastCheckedAt"].is_string() {
             return got;
@@ -836,7 +836,7 @@ async fn the_prober_finds_healthy_failing_and_dead_endpoints() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let mut marked = false;
-        for _ in 0..100 {
+        for _ in 0..250 {
             if endpoint(&srv, &machine, "silent").await["status"] == "unreachable" {
                 marked = true;
                 break;
