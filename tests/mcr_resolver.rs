@@ -436,6 +436,31 @@ async fn activated_answers_are_cached_until_the_ttl() {
 }
 
 #[tokio::test]
+async fn the_cache_alone_answers_cached_and_never_asks() {
+    let fake = FakeMcr::start().await;
+    let did = "did:peaq:41";
+    fake.register(did, 41, ADDR_A, true);
+    let (resolver, clock) = resolver(&fake, TTL_MS);
+
+    assert_eq!(resolver.cached(&id(did)), None, "nothing cached yet");
+    assert_eq!(fake.requests(did), 0, "and nobody asked");
+    let resolved = resolver.resolve(&id(did)).await.unwrap();
+    let cached = resolver.cached(&id(did)).expect("a fresh entry");
+    assert!(Arc::ptr_eq(&resolved, &cached));
+    clock.advance_ms(TTL_MS as i64);
+    assert_eq!(resolver.cached(&id(did)), None, "expired");
+    assert_eq!(fake.requests(did), 1);
+    assert_eq!(
+        resolver.stats(),
+        McrStats {
+            hits: 1,
+            misses: 1,
+            requests: 1
+        }
+    );
+}
+
+#[tokio::test]
 async fn zero_ttl_disables_the_cache() {
     let fake = FakeMcr::start().await;
     let did = "did:peaq:41";

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::fake_mcr::{Behaviour, FakeMcr, machine_body};
 use common::fake_runtime::{FakeRuntime, dead_url};
 use common::{Backend, TestServer, backends, expect_error, json_of};
 use reqwest::{Method, StatusCode};
@@ -527,6 +528,106 @@ async fn heartbeat_errors_follow_the_spec_order() {
             "NOT_FOUND",
         )
         .await;
+        srv.stop().await;
+    }
+}
+
+/// Gate B on the heartbeat re-verifies the identity from the MCR cache. On a miss the MCR is
+/// asked with no database connection held, so a stalled MCR cannot starve the pool: here more
+/// heartbeats than the pool has connections wait on it longer than the pool's acquire timeout
+/// (3 s) while another request is served at once.
+#[tokio::test]
+async fn heartbeats_wait_for_the_mcr_without_holding_database_connections() {
+    const DID: &str = "did:peaq:7";
+    const CONTROLLER: &str = "0x00000000000000000000000000000000000000c7";
+    for backend in backends() {
+        let mcr = FakeMcr::start().await;
+        mcr.register(DID, 7, CONTROLLER, true);
+        let srv = TestServer::start(
+            &backend,
+            &[
+                ("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "optional"),
+                ("PEAQOS_MCR_API_URL", mcr.url.as_str()),
+                ("PEAQOS_MCR_TIMEOUT_MS", "10000"),
+                NO_PROBES,
+            ],
+        )
+        .await;
+        let machine = active_machine(&srv, DID).await;
+        let agent = enroll(&srv, &machine, json!({})).await;
+        let body = beat(&machine, &agent, json!([]));
+
+        // A warm cache answers Gate B.
+        let asked = mcr.requests(DID);
+        assert_eq!(heartbeat(&srv, &body).await.status(), StatusCode::OK);
+        assert_eq!(mcr.requests(DID), asked, "the cache answered");
+
+        // The cache expires and the MCR stalls for 4 s.
+        srv.clock.advance_ms(30_001);
+        mcr.set(
+            DID,
+            Behaviour::Slow(
+                Duration::from_secs(4),
+                Box::new(Behaviour::Machine(machine_body(DID, 7, CONTROLLER, true))),
+            ),
+        );
+        let misses = srv.app.mcr.stats().misses;
+        let beats: Vec<_> = (0..24)
+            .map(|_| {
+                let request = srv
+                    .http
+                    .post(srv.url("/api/v1/machine-agents/heartbeat"))
+                    .json(&body);
+                tokio::spawn(async move { request.send().await.unwrap().status() })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while srv.app.mcr.stats().misses < misses + 24 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "every heartbeat reaches the MCR look-up; none waits for a database connection"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = std::time::Instant::now();
+        let response = srv.get("/api/v1/audit-events?limit=1").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the database serves others while 24 heartbeats wait on the MCR"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        for beat in beats {
+            assert_eq!(beat.await.unwrap(), StatusCode::OK);
+        }
+        assert_eq!(
+            mcr.requests(DID),
+            asked + 1,
+            "the waiters shared one look-up"
+        );
+
+        // An MCR failure on a miss refuses the heartbeat and writes nothing.
+        let agents = format!("/api/v1/machines/{machine}/agents");
+        let seen =
+            || async { json_of(srv.get(&agents).await).await["items"][0]["lastSeenAt"].clone() };
+        let last_seen = seen().await;
+        srv.clock.advance_ms(30_001);
+        mcr.set(DID, Behaviour::Status(502));
+        expect_error(
+            heartbeat(&srv, &body).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PEAQOS_IDENTITY_UNAVAILABLE",
+        )
+        .await;
+        mcr.remove(DID);
+        expect_error(
+            heartbeat(&srv, &body).await,
+            StatusCode::FORBIDDEN,
+            "MACHINE_NOT_ACTIVATED",
+        )
+        .await;
+        mcr.register(DID, 7, CONTROLLER, true);
+        assert_eq!(seen().await, last_seen, "nothing was written");
         srv.stop().await;
     }
 }

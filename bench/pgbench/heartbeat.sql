@@ -10,13 +10,16 @@
 \set i random(1, :n)
 \set r random(1, 9223372036854775806)
 \set lease :now + 120000
--- 3-5. src/agents/store.rs get: SELECT on the pool, outside the transaction
-SELECT id, machine_id, label, allowed_provider_keys, status, token_hash, last_seen_at, created_at, updated_at FROM machine_agents WHERE id = ('mag_01JBENCH' || lpad(:i::text, 18, '0'));
--- 6. Gate B: src/machines/service.rs gate_b -> find -> src/machines/store.rs get (pool, autocommit);
---    the identity re-verification is the in-process MCR cache (no SQL)
-SELECT id, display_name, status, owner_id, identity_ref, identity_proof, machine_type,
-     runtime_profile, capabilities, labels, policy_ids, skill_keys, created_at, updated_at, revision FROM machines WHERE id = ('mach_01JBENCH' || lpad(:i::text, 18, '0'));
--- 9. src/store/mod.rs Store::begin -> pool.begin() (sqlx sends BEGIN)
+-- 3-6. src/agents/store.rs get_with_machine: the agent and its machine in one SELECT, on the
+--      connection the transaction then uses (no autocommit round trip of its own); Gate B's
+--      identity re-verification is the in-process MCR cache (no SQL)
+SELECT a.id, a.machine_id, a.label, a.allowed_provider_keys, a.status, a.token_hash, a.last_seen_at,
+     a.created_at, a.updated_at, m.id, m.display_name, m.status, m.owner_id, m.identity_ref,
+     m.identity_proof, m.machine_type, m.runtime_profile, m.capabilities, m.labels, m.policy_ids,
+     m.skill_keys, m.created_at, m.updated_at, m.revision
+     FROM machine_agents a JOIN machines m ON m.id = a.machine_id
+     WHERE a.id = ('mag_01JBENCH' || lpad(:i::text, 18, '0'));
+-- 9. src/store/mod.rs Store::begin_on (sqlx sends BEGIN)
 BEGIN;
 -- src/agents/store.rs touch
 UPDATE machine_agents SET status = 'active', last_seen_at = :now, updated_at = :now

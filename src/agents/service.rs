@@ -271,10 +271,12 @@ pub async fn heartbeat(
         }
     };
 
-    // 3–5. The agent, its token, its status.
-    let agent = store::get(&app.store, &agent_id)
+    // 3–5. The agent, its token, its status. The agent and its machine are read together, and
+    // the connection is kept for the transaction: the hot path takes one connection, once.
+    let mut conn = app.store.acquire().await?;
+    let (agent, machine) = store::get_with_machine(&mut conn, &agent_id)
         .await?
-        .filter(|a| a.machine_id == machine_id)
+        .filter(|(a, _)| a.machine_id == machine_id)
         .ok_or_else(|| ApiError::not_found("machine-agent", &agent_id))?;
     let presented_hash = sha256_hex(token.as_bytes());
     if !bool::from(presented_hash.as_bytes().ct_eq(agent.token_hash.as_bytes())) {
@@ -293,7 +295,7 @@ pub async fn heartbeat(
     }
 
     // 6. Gate B.
-    machines::gate_b(app, &machine_id).await?;
+    let conn = machines::gate_b_holding(app, &machine, conn).await?;
 
     // 7. Lease and entries.
     let lease_s = lease.unwrap_or(DEFAULT_LEASE_S);
@@ -343,7 +345,7 @@ pub async fn heartbeat(
     // 9. One transaction.
     let now = app.clock.now_ms();
     let lease_expires_at = now + lease_s * 1000;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_on(conn).await?;
     if !store::touch(&mut tx, &agent.id, now).await? {
         return Err(ApiError::new(
             ErrorCode::AGENT_PAIRING_INACTIVE,

@@ -1,27 +1,34 @@
-use sqlx::Row;
+use std::sync::LazyLock;
+
 use sqlx::any::AnyRow;
 
 use super::model::{AgentStatus, MachineAgent};
 use crate::clock::format_ms;
 use crate::http::paging::Position;
-use crate::store::{Store, Tx};
+use crate::machines::{self, model::Machine};
+use crate::store::{Columns, Conn, Store, Tx, qualified};
 
+/// Every column, in the order `agent_at` reads them.
 const COLUMNS: &str = "id, machine_id, label, allowed_provider_keys, status, token_hash, last_seen_at, created_at, updated_at";
 
-fn agent_from(row: &AnyRow) -> Result<MachineAgent, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    let keys: String = row.try_get("allowed_provider_keys")?;
-    let last_seen: Option<i64> = row.try_get("last_seen_at")?;
-    let created_at: i64 = row.try_get("created_at")?;
-    let updated_at: i64 = row.try_get("updated_at")?;
-    let status = AgentStatus::parse(&status)
+/// The agent in `cols` (its `COLUMNS`, in order).
+fn agent_at(cols: &mut Columns<'_>) -> Result<MachineAgent, sqlx::Error> {
+    let id = cols.take()?;
+    let machine_id = cols.take()?;
+    let label = cols.take()?;
+    let allowed_provider_keys = cols.take_json()?;
+    let status: &str = cols.take()?;
+    let status = AgentStatus::parse(status)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown agent status {status:?}").into()))?;
+    let token_hash = cols.take()?;
+    let last_seen: Option<i64> = cols.take()?;
+    let created_at: i64 = cols.take()?;
+    let updated_at: i64 = cols.take()?;
     Ok(MachineAgent {
-        id: row.try_get("id")?,
-        machine_id: row.try_get("machine_id")?,
-        label: row.try_get("label")?,
-        allowed_provider_keys: serde_json::from_str(&keys)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        id,
+        machine_id,
+        label,
+        allowed_provider_keys,
         status,
         has_agent_token: status != AgentStatus::Revoked,
         last_seen_at: last_seen.map(format_ms),
@@ -30,8 +37,12 @@ fn agent_from(row: &AnyRow) -> Result<MachineAgent, sqlx::Error> {
         agent_token: None,
         provisioning_token: None,
         created_at_ms: created_at,
-        token_hash: row.try_get("token_hash")?,
+        token_hash,
     })
+}
+
+fn agent_from(row: &AnyRow) -> Result<MachineAgent, sqlx::Error> {
+    agent_at(&mut Columns::new(row, 0))
 }
 
 pub async fn insert(tx: &mut Tx, a: &MachineAgent) -> Result<(), sqlx::Error> {
@@ -59,6 +70,33 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<MachineAgent>, sqlx::
     .fetch_optional(store.pool())
     .await?;
     row.as_ref().map(agent_from).transpose()
+}
+
+/// The agent and its machine in one statement (the heartbeat's read), on a held connection.
+pub async fn get_with_machine(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Option<(MachineAgent, Machine)>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {}, {} FROM machine_agents a JOIN machines m ON m.id = a.machine_id WHERE a.id = $1",
+            qualified("a", COLUMNS),
+            qualified("m", machines::store::COLUMNS),
+        )
+    });
+    let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(id.to_string())
+        .fetch_optional(&mut **conn)
+        .await?;
+    row.as_ref()
+        .map(|row| {
+            let mut cols = Columns::new(row, 0);
+            Ok((
+                agent_at(&mut cols)?,
+                machines::store::machine_at(&mut cols)?,
+            ))
+        })
+        .transpose()
 }
 
 pub async fn list_for_machine(

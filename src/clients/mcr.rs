@@ -144,6 +144,21 @@ impl McrResolver {
         }
     }
 
+    /// The activated resolution when the cache holds a fresh one; never asks the MCR.
+    pub fn cached(&self, identity: &IdentityRef) -> Option<Arc<Resolution>> {
+        let entries = self.lock_entries();
+        match entries.map.get(&identity.to_string()) {
+            Some(Entry::Cached {
+                resolution,
+                expires_at_ms,
+            }) if self.clock.now_ms() < *expires_at_ms => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(resolution.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// Activated resolution, from cache when fresh.
     pub async fn resolve(&self, identity: &IdentityRef) -> Result<Arc<Resolution>, McrError> {
         let did = identity.to_string();

@@ -166,7 +166,24 @@ pub async fn reverify(
     identity: &IdentityRef,
     stored: Option<&IdentityProof>,
 ) -> ApiResult<Arc<Resolution>> {
-    let resolution = app.mcr.resolve(identity).await?;
+    still_controls(app.mcr.resolve(identity).await?, stored)
+}
+
+/// [`reverify`] answered from the MCR cache alone; `None` when that needs a look-up.
+pub fn reverify_cached(
+    app: &App,
+    identity: &IdentityRef,
+    stored: Option<&IdentityProof>,
+) -> Option<ApiResult<Arc<Resolution>>> {
+    app.mcr
+        .cached(identity)
+        .map(|resolution| still_controls(resolution, stored))
+}
+
+fn still_controls(
+    resolution: Arc<Resolution>,
+    stored: Option<&IdentityProof>,
+) -> ApiResult<Arc<Resolution>> {
     if let Some(proof) = stored
         && !resolution
             .controller_addresses

@@ -3,6 +3,6 @@
 pub mod model;
 pub(crate) mod routes;
 pub mod service;
-mod store;
+pub(crate) mod store;
 
 pub use routes::routes;

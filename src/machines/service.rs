@@ -18,7 +18,7 @@ use crate::http::validate::{MAX_ITEMS, MAX_NAME, name_list, optional_text, requi
 use crate::identity::model::IdentityProof;
 use crate::identity::refs::IdentityRef;
 use crate::identity::service as identity;
-use crate::store::{Staged, Tx, is_unique_violation, new_id};
+use crate::store::{Conn, Staged, Tx, is_unique_violation, new_id};
 
 /// Concurrent MCR look-ups while filtering a machine list.
 const LIST_LOOKUPS: usize = 8;
@@ -167,6 +167,31 @@ pub async fn find(app: &App, id: &str) -> ApiResult<Machine> {
 /// work (pairings, agents, runtime endpoints, orchestration).
 pub async fn gate_b(app: &App, id: &str) -> ApiResult<Machine> {
     let machine = find(app, id).await?;
+    if let Some(identity) = admit(app, &machine)? {
+        identity::reverify(app, &identity, machine.identity_proof.as_ref()).await?;
+    }
+    Ok(machine)
+}
+
+/// Gate B on a machine read on `conn`, for a request that goes on to write with it. The
+/// connection goes back to the pool while the MCR is asked (a cache miss), so a slow MCR cannot
+/// hold database connections; the connection to go on with is returned.
+pub async fn gate_b_holding(app: &App, machine: &Machine, conn: Conn) -> ApiResult<Conn> {
+    let Some(identity) = admit(app, machine)? else {
+        return Ok(conn);
+    };
+    let proof = machine.identity_proof.as_ref();
+    if let Some(verified) = identity::reverify_cached(app, &identity, proof) {
+        verified?;
+        return Ok(conn);
+    }
+    drop(conn);
+    identity::reverify(app, &identity, proof).await?;
+    Ok(app.store.acquire().await?)
+}
+
+/// Gate B's checks on the stored machine; the identity to re-verify, unless verification is off.
+fn admit(app: &App, machine: &Machine) -> ApiResult<Option<IdentityRef>> {
     if machine.status != MachineStatus::Active {
         return Err(
             ApiError::new(ErrorCode::MACHINE_NOT_ACTIVE, "The machine is not active")
@@ -177,13 +202,10 @@ pub async fn gate_b(app: &App, id: &str) -> ApiResult<Machine> {
         app.config.machine_identity_verification,
         &machine.identity_proof,
     ) {
-        (VerificationMode::Disabled, _) => {}
-        (VerificationMode::Required, None) => return Err(proof_required()),
-        (_, proof) => {
-            identity::reverify(app, &identity_of(&machine)?, proof.as_ref()).await?;
-        }
+        (VerificationMode::Disabled, _) => Ok(None),
+        (VerificationMode::Required, None) => Err(proof_required()),
+        _ => identity_of(machine).map(Some),
     }
-    Ok(machine)
 }
 
 fn identity_of(machine: &Machine) -> ApiResult<IdentityRef> {

@@ -1,50 +1,58 @@
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::model::{Machine, MachineStatus};
 use crate::clock::format_ms;
 use crate::http::paging::Position;
-use crate::store::{Store, Tx};
+use crate::store::{Columns, Store, Tx};
 
-const COLUMNS: &str = "id, display_name, status, owner_id, identity_ref, identity_proof, machine_type,
+/// Every column, in the order `machine_at` reads them.
+pub(crate) const COLUMNS: &str = "id, display_name, status, owner_id, identity_ref, identity_proof, machine_type,
      runtime_profile, capabilities, labels, policy_ids, skill_keys, created_at, updated_at, revision";
 
-fn json_column<T: serde::de::DeserializeOwned + Default>(
-    row: &AnyRow,
-    column: &str,
-) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-fn machine_from(row: &AnyRow) -> Result<Machine, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    let proof: Option<String> = row.try_get("identity_proof")?;
-    let created_at: i64 = row.try_get("created_at")?;
-    let updated_at: i64 = row.try_get("updated_at")?;
+/// The machine in `cols` (its `COLUMNS`, in order).
+pub(crate) fn machine_at(cols: &mut Columns<'_>) -> Result<Machine, sqlx::Error> {
+    let id = cols.take()?;
+    let display_name = cols.take()?;
+    let status: &str = cols.take()?;
+    let status = MachineStatus::parse(status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown machine status {status:?}").into()))?;
+    let owner_id = cols.take()?;
+    let identity_ref = cols.take()?;
+    let identity_proof: Option<&str> = cols.take()?;
+    let identity_proof = identity_proof
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let machine_type = cols.take()?;
+    let runtime_profile = cols.take()?;
+    let capabilities = cols.take_json()?;
+    let labels = cols.take_json()?;
+    let policy_ids = cols.take_json()?;
+    let skill_keys = cols.take_json()?;
+    let created_at: i64 = cols.take()?;
+    let updated_at: i64 = cols.take()?;
     Ok(Machine {
-        id: row.try_get("id")?,
-        display_name: row.try_get("display_name")?,
-        status: MachineStatus::parse(&status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown machine status {status:?}").into())
-        })?,
-        owner_id: row.try_get("owner_id")?,
-        identity_ref: row.try_get("identity_ref")?,
-        identity_proof: proof
-            .map(|p| serde_json::from_str(&p))
-            .transpose()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        machine_type: row.try_get("machine_type")?,
-        runtime_profile: row.try_get("runtime_profile")?,
-        capabilities: json_column(row, "capabilities")?,
-        labels: json_column(row, "labels")?,
-        policy_ids: json_column(row, "policy_ids")?,
-        skill_keys: json_column(row, "skill_keys")?,
+        id,
+        display_name,
+        status,
+        owner_id,
+        identity_ref,
+        identity_proof,
+        machine_type,
+        runtime_profile,
+        capabilities,
+        labels,
+        policy_ids,
+        skill_keys,
         created_at: format_ms(created_at),
         updated_at: format_ms(updated_at),
         created_at_ms: created_at,
-        revision: row.try_get("revision")?,
+        revision: cols.take()?,
     })
+}
+
+fn machine_from(row: &AnyRow) -> Result<Machine, sqlx::Error> {
+    machine_at(&mut Columns::new(row, 0))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

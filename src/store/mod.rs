@@ -10,12 +10,15 @@ pub mod secrets;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
 
 use crate::config::DatabaseTarget;
 
 /// A write transaction. Every state change and its audit events commit in one of these.
 pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// A connection held from the pool (see [`Store::acquire`]).
+pub type Conn = sqlx::pool::PoolConnection<Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -134,10 +137,29 @@ impl Store {
     /// Begins a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so
     /// that two writers queue on the busy timeout instead of failing on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Postgres => self.pool.begin().await,
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-        }
+        let conn = self.acquire().await?;
+        self.begin_on(conn).await
+    }
+
+    /// One connection for a request that reads, then writes ([`Store::begin_on`]). Each
+    /// connection returned to the pool costs a round trip (sqlx tests it on release), so a hot
+    /// path that reads before it writes keeps one connection throughout.
+    pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    /// Begins a write transaction (as [`Store::begin`]) on a connection already held.
+    pub async fn begin_on(&self, conn: Conn) -> Result<Tx, sqlx::Error> {
+        let statement = match self.backend {
+            Backend::Postgres => None,
+            Backend::Sqlite => Some(sqlx::AssertSqlSafe("BEGIN IMMEDIATE").into_sql_str()),
+        };
+        // `Pool::begin` is this call on a freshly acquired connection.
+        sqlx::Transaction::begin(
+            sqlx::pool::MaybePoolConnection::PoolConnection(conn),
+            statement,
+        )
+        .await
     }
 
     /// A trivial query, for readiness.
@@ -214,6 +236,51 @@ pub async fn machine_page<T>(
     .fetch_all(store.pool())
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Reads a row's columns in order, starting at a given index. Decoders read their table's
+/// `COLUMNS` list this way, so one decoder serves the table's own `SELECT` and a join that puts
+/// its columns after another table's (column names would collide there).
+pub struct Columns<'r> {
+    row: &'r sqlx::any::AnyRow,
+    next: usize,
+}
+
+impl<'r> Columns<'r> {
+    pub fn new(row: &'r sqlx::any::AnyRow, start: usize) -> Self {
+        Columns { row, next: start }
+    }
+
+    /// The next column's value.
+    pub fn take<T>(&mut self) -> Result<T, sqlx::Error>
+    where
+        T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+    {
+        use sqlx::Row;
+        let value = self.row.try_get(self.next)?;
+        self.next += 1;
+        Ok(value)
+    }
+
+    /// The next column, a JSON document stored as text.
+    pub fn take_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, sqlx::Error> {
+        let text: &str = self.take()?;
+        serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
+    /// The index after the last column read: where a joined table's columns start.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+}
+
+/// `columns` (a comma-separated list) with each name qualified by `table`, for joins.
+pub fn qualified(table: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A new server-assigned id: prefix + ULID (URL-safe, time-sortable, random).
