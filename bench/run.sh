@@ -11,9 +11,11 @@
 # stopped on exit and the bench database is dropped. See bench/README.md.
 #
 # Knobs (environment): BENCH_N (10000), BENCH_DURATION (12 s per measurement), BENCH_WARMUP (3 s),
-# BENCH_WRK_THREADS (2), BENCH_CONNECTIONS (16), BENCH_PIN (1 = server, bare axum and fake MCR
+# BENCH_WRK_THREADS (2), BENCH_CONNECTIONS (16), BENCH_REPEAT (3 server/ceiling pairs per
+# endpoint; the pair with the median ratio is reported), BENCH_ONLY (health,machine,heartbeat:
+# a comma-separated subset), BENCH_PIN (1 = server, bare axum and fake MCR
 # on CPU 0, wrk and pgbench on CPU 1, PostgreSQL unpinned; 0 = no pinning), BENCH_PORT (18080),
-# BENCH_SKIP_BUILD (0), BENCH_REV (unset = working tree), BENCH_DEADLINE_S (900).
+# BENCH_SKIP_BUILD (0), BENCH_REV (unset = working tree), BENCH_DEADLINE_S (1800).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +27,8 @@ N=${BENCH_N:-10000}
 DURATION=${BENCH_DURATION:-12}
 WARMUP=${BENCH_WARMUP:-3}
 THREADS=${BENCH_WRK_THREADS:-2}
+REPEAT=${BENCH_REPEAT:-3}
+ONLY=${BENCH_ONLY:-health,machine,heartbeat}
 CONNS=${BENCH_CONNECTIONS:-16}
 PIN=${BENCH_PIN:-1}
 PORT=${BENCH_PORT:-18080}
@@ -54,7 +58,7 @@ fi
 SERVER_BIN="$TARGET_DIR/release/peaqos-orchestrator"
 CEIL_BIN="$BENCH_DIR/ceiling-axum/target/release/ceiling-axum"
 # The whole run must end: a watchdog terminates it after this many seconds.
-DEADLINE_S=${BENCH_DEADLINE_S:-900}
+DEADLINE_S=${BENCH_DEADLINE_S:-1800}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -257,41 +261,57 @@ record_rss() { # name
     printf '{"vmhwm_kib":%s,"vmrss_kib":%s}\n' "$(rss_kib "$SERVER_PID" VmHWM)" "$(rss_kib "$SERVER_PID" VmRSS)" >"$RESULTS/$1.rss"
 }
 
-# /health: the server, then bare axum with identical wrk settings.
-log "GET /health: warm-up ${WARMUP}s, measure ${DURATION}s"
-run_wrk health-warmup health.lua "http://127.0.0.1:$PORT" "$WARMUP"
-run_wrk health health.lua "http://127.0.0.1:$PORT"
-record_rss health
+# Each endpoint: one warm-up, then REPEAT pairs of (server, ceiling) measurements back to back;
+# the report takes the pair with the median ratio and lists every pair's ratio.
+wants() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
 
-log "ceiling: bare axum GET /health"
-$SERVER_CPUS "$CEIL_BIN" "127.0.0.1:$CEIL_PORT" >"$RESULTS/ceiling-axum.log" 2>&1 &
-CEIL_PID=$!
-PIDS+=("$CEIL_PID")
-wait_http "http://127.0.0.1:$CEIL_PORT/health" 10 || die "bare axum did not start"
-CPU_PID=$CEIL_PID
-run_wrk health-ceiling-warmup health.lua "http://127.0.0.1:$CEIL_PORT" "$WARMUP"
-run_wrk health-ceiling health.lua "http://127.0.0.1:$CEIL_PORT"
-printf '{"vmhwm_kib":%s,"vmrss_kib":%s}\n' "$(rss_kib "$CEIL_PID" VmHWM)" "$(rss_kib "$CEIL_PID" VmRSS)" >"$RESULTS/health-ceiling.rss"
-kill -TERM "$CEIL_PID"; wait "$CEIL_PID" 2>/dev/null || true
-CPU_PID=$SERVER_PID
+if wants health; then
+    # /health: the server, then bare axum with identical wrk settings.
+    log "starting bare axum (the /health ceiling)"
+    $SERVER_CPUS "$CEIL_BIN" "127.0.0.1:$CEIL_PORT" >"$RESULTS/ceiling-axum.log" 2>&1 &
+    CEIL_PID=$!
+    PIDS+=("$CEIL_PID")
+    wait_http "http://127.0.0.1:$CEIL_PORT/health" 10 || die "bare axum did not start"
+    CPU_PID=$SERVER_PID
+    run_wrk health-warmup health.lua "http://127.0.0.1:$PORT" "$WARMUP"
+    CPU_PID=$CEIL_PID
+    run_wrk health-ceiling-warmup health.lua "http://127.0.0.1:$CEIL_PORT" "$WARMUP"
+    for rep in $(seq 1 "$REPEAT"); do
+        log "GET /health ($rep/$REPEAT): server ${DURATION}s, then bare axum ${DURATION}s"
+        CPU_PID=$SERVER_PID
+        run_wrk "health-$rep" health.lua "http://127.0.0.1:$PORT"
+        record_rss "health-$rep"
+        CPU_PID=$CEIL_PID
+        run_wrk "health-ceiling-$rep" health.lua "http://127.0.0.1:$CEIL_PORT"
+    done
+    printf '{"vmhwm_kib":%s,"vmrss_kib":%s}\n' "$(rss_kib "$CEIL_PID" VmHWM)" "$(rss_kib "$CEIL_PID" VmRSS)" >"$RESULTS/health-ceiling.rss"
+    kill -TERM "$CEIL_PID"; wait "$CEIL_PID" 2>/dev/null || true
+    CPU_PID=$SERVER_PID
+fi
 
-# GET machine: warm MCR cache, so the handler is one SELECT.
-log "GET /api/v1/machines/{id}: warm-up ${WARMUP}s, measure ${DURATION}s"
-run_wrk machine-warmup machine_get.lua "http://127.0.0.1:$PORT" "$WARMUP"
-run_wrk machine machine_get.lua "http://127.0.0.1:$PORT"
-record_rss machine
-log "ceiling: pgbench machine_get.sql"
-run_pgbench machine-ceiling machine_get.sql
+if wants machine; then
+    # GET machine: warm MCR cache, so the handler is one SELECT.
+    run_wrk machine-warmup machine_get.lua "http://127.0.0.1:$PORT" "$WARMUP"
+    for rep in $(seq 1 "$REPEAT"); do
+        log "GET /api/v1/machines/{id} ($rep/$REPEAT): server ${DURATION}s, then pgbench machine_get.sql ${DURATION}s"
+        run_wrk "machine-$rep" machine_get.lua "http://127.0.0.1:$PORT"
+        record_rss "machine-$rep"
+        run_pgbench "machine-ceiling-$rep" machine_get.sql
+    done
+fi
 
-# Heartbeat: distinct agents; each side starts from a freshly vacuumed table.
-log "POST /api/v1/machine-agents/heartbeat: warm-up ${WARMUP}s, measure ${DURATION}s"
-run_wrk heartbeat-warmup heartbeat.lua "http://127.0.0.1:$PORT" "$WARMUP"
-psql_q -c 'VACUUM ANALYZE machine_agents, runtime_endpoints, audit_events'
-run_wrk heartbeat heartbeat.lua "http://127.0.0.1:$PORT"
-record_rss heartbeat
-log "ceiling: pgbench heartbeat.sql"
-psql_q -c 'VACUUM ANALYZE machine_agents, runtime_endpoints, audit_events'
-run_pgbench heartbeat-ceiling heartbeat.sql
+if wants heartbeat; then
+    # Heartbeat: distinct agents; each side starts from a freshly vacuumed table.
+    run_wrk heartbeat-warmup heartbeat.lua "http://127.0.0.1:$PORT" "$WARMUP"
+    for rep in $(seq 1 "$REPEAT"); do
+        log "POST /api/v1/machine-agents/heartbeat ($rep/$REPEAT): server ${DURATION}s, then pgbench heartbeat.sql ${DURATION}s"
+        psql_q -c 'VACUUM ANALYZE machine_agents, runtime_endpoints, audit_events'
+        run_wrk "heartbeat-$rep" heartbeat.lua "http://127.0.0.1:$PORT"
+        record_rss "heartbeat-$rep"
+        psql_q -c 'VACUUM ANALYZE machine_agents, runtime_endpoints, audit_events'
+        run_pgbench "heartbeat-ceiling-$rep" heartbeat.sql
+    done
+fi
 
 MCR_AFTER=$(mcr_lookups)
 HEARTBEAT_ROWS=$(psql_q -At -c "SELECT count(*) FROM audit_events WHERE type = 'machine-agent.heartbeat'")
@@ -307,6 +327,7 @@ cat >"$RESULTS/facts.json" <<EOF
  "wrk": "$(wrk --version 2>&1 | head -n 1 | awk '{print $2}')",
  "pgbench": "$(pgbench --version | awk '{print $3}')",
  "seeded_machines": $N, "duration_s": $DURATION, "warmup_s": $WARMUP,
+ "repeats": $REPEAT, "endpoints_run": "$ONLY",
  "wrk_threads": $THREADS, "connections": $CONNS, "pinned": $( [ "$PIN" = 1 ] && echo true || echo false),
  "pinning": "$( [ "$PIN" = 1 ] && echo 'server, bare axum, fake MCR on CPU 0; wrk and pgbench on CPU 1; PostgreSQL unpinned' || echo 'none')",
  "server_pool_max_connections": 16,
