@@ -194,3 +194,21 @@ async fn the_served_openapi_document_is_the_committed_one() {
     assert_eq!(operations, 26);
     srv.stop().await;
 }
+
+/// The recorder keeps every histogram sample until an upkeep folds it into its buckets; a server
+/// nobody scrapes must still run upkeeps, or it grows without bound (16 bytes a request).
+#[tokio::test]
+async fn histogram_samples_are_folded_even_when_nobody_scrapes() {
+    let srv = TestServer::start(&common::backends()[0], &[]).await;
+    assert_eq!(srv.get("/health").await.status(), StatusCode::OK);
+    let before = peaqos_orchestrator::metrics::upkeeps();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while peaqos_orchestrator::metrics::upkeeps() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an upkeep runs every second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    srv.stop().await;
+}
