@@ -42,7 +42,7 @@ fn agent_at(cols: &mut Columns<'_>) -> Result<MachineAgent, sqlx::Error> {
 }
 
 fn agent_from(row: &AnyRow) -> Result<MachineAgent, sqlx::Error> {
-    agent_at(&mut Columns::new(row, 0))
+    agent_at(&mut Columns::new(row))
 }
 
 pub async fn insert(tx: &mut Tx, a: &MachineAgent) -> Result<(), sqlx::Error> {
@@ -90,7 +90,7 @@ pub async fn get_with_machine(
         .await?;
     row.as_ref()
         .map(|row| {
-            let mut cols = Columns::new(row, 0);
+            let mut cols = Columns::new(row);
             Ok((
                 agent_at(&mut cols)?,
                 machines::store::machine_at(&mut cols)?,

@@ -52,7 +52,7 @@ pub(crate) fn machine_at(cols: &mut Columns<'_>) -> Result<Machine, sqlx::Error>
 }
 
 fn machine_from(row: &AnyRow) -> Result<Machine, sqlx::Error> {
-    machine_at(&mut Columns::new(row, 0))
+    machine_at(&mut Columns::new(row))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

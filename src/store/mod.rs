@@ -154,7 +154,8 @@ impl Store {
             Backend::Postgres => None,
             Backend::Sqlite => Some(sqlx::AssertSqlSafe("BEGIN IMMEDIATE").into_sql_str()),
         };
-        // `Pool::begin` is this call on a freshly acquired connection.
+        // What `Pool::begin` does with a connection it has just acquired (sqlx keeps
+        // `Transaction::begin` public but hidden from its docs).
         sqlx::Transaction::begin(
             sqlx::pool::MaybePoolConnection::PoolConnection(conn),
             statement,
@@ -238,17 +239,17 @@ pub async fn machine_page<T>(
     rows.iter().map(from_row).collect()
 }
 
-/// Reads a row's columns in order, starting at a given index. Decoders read their table's
-/// `COLUMNS` list this way, so one decoder serves the table's own `SELECT` and a join that puts
-/// its columns after another table's (column names would collide there).
+/// Reads a row's columns in order. Decoders read their table's `COLUMNS` list this way, so one
+/// decoder serves the table's own `SELECT` and a join that lists a second table's columns after
+/// the first's (by name, the two would collide).
 pub struct Columns<'r> {
     row: &'r sqlx::any::AnyRow,
     next: usize,
 }
 
 impl<'r> Columns<'r> {
-    pub fn new(row: &'r sqlx::any::AnyRow, start: usize) -> Self {
-        Columns { row, next: start }
+    pub fn new(row: &'r sqlx::any::AnyRow) -> Self {
+        Columns { row, next: 0 }
     }
 
     /// The next column's value.
@@ -266,11 +267,6 @@ impl<'r> Columns<'r> {
     pub fn take_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, sqlx::Error> {
         let text: &str = self.take()?;
         serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-    }
-
-    /// The index after the last column read: where a joined table's columns start.
-    pub fn position(&self) -> usize {
-        self.next
     }
 }
 
