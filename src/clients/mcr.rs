@@ -146,8 +146,12 @@ impl McrResolver {
 
     /// The activated resolution when the cache holds a fresh one; never asks the MCR.
     pub fn cached(&self, identity: &IdentityRef) -> Option<Arc<Resolution>> {
-        let entries = self.lock_entries();
-        match entries.map.get(&identity.to_string()) {
+        self.fresh(self.lock_entries().map.get(&identity.to_string()))
+    }
+
+    /// The resolution of a cache entry that has not expired (counted as a hit).
+    fn fresh(&self, entry: Option<&Entry>) -> Option<Arc<Resolution>> {
+        match entry {
             Some(Entry::Cached {
                 resolution,
                 expires_at_ms,
@@ -164,14 +168,10 @@ impl McrResolver {
         let did = identity.to_string();
         let flight = {
             let mut entries = self.lock_entries();
+            if let Some(resolution) = self.fresh(entries.map.get(&did)) {
+                return Ok(resolution);
+            }
             match entries.map.get(&did) {
-                Some(Entry::Cached {
-                    resolution,
-                    expires_at_ms,
-                }) if self.clock.now_ms() < *expires_at_ms => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(resolution.clone());
-                }
                 Some(Entry::InFlight(flight)) => flight.clone(),
                 _ => {
                     let flight = Flight::default();
