@@ -85,6 +85,16 @@ pub struct Config {
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
     pub catalog_dir: Option<PathBuf>,
+    /// Deadline of every database statement and connection checkout.
+    pub database_timeout_ms: u64,
+    /// A request's headers must arrive within this (`http::server`).
+    pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection may stay idle between requests.
+    pub keep_alive_timeout_ms: u64,
+    /// A request's body must arrive within this.
+    pub body_read_timeout_ms: u64,
+    /// Connections open at once.
+    pub max_connections: usize,
 
     pub require_api_auth: bool,
     pub api_keys: Vec<Secret>,
@@ -195,6 +205,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
+    /// A duration or count that must be at least 1.
+    fn positive(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.uint(name, default)? {
+            0 => Err(invalid(name, "must be at least 1")),
+            value => Ok(value),
+        }
+    }
+
     fn choice<T: Copy>(
         &self,
         name: &'static str,
@@ -254,11 +272,12 @@ impl Config {
         let vars = Vars(lookup);
 
         let listen_addr = match vars.get("PEAQOS_LISTEN_ADDR") {
-            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+            // Loopback by default: a newcomer's first run must not serve the API to its network.
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some(v) => v.parse().map_err(|_| {
                 invalid(
                     "PEAQOS_LISTEN_ADDR",
-                    format!("expected a socket address such as 0.0.0.0:8080, got {v:?}"),
+                    format!("expected a socket address such as 127.0.0.1:8080, got {v:?}"),
                 )
             })?,
         };
@@ -428,6 +447,12 @@ impl Config {
             max_body_bytes: usize::try_from(max_body_bytes)
                 .map_err(|_| invalid("PEAQOS_MAX_BODY_BYTES", "too large"))?,
             catalog_dir: vars.get("PEAQOS_CATALOG_DIR").map(PathBuf::from),
+            database_timeout_ms: vars.positive("PEAQOS_DATABASE_TIMEOUT_MS", 5_000)?,
+            header_read_timeout_ms: vars.positive("PEAQOS_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            keep_alive_timeout_ms: vars.positive("PEAQOS_KEEP_ALIVE_TIMEOUT_MS", 60_000)?,
+            body_read_timeout_ms: vars.positive("PEAQOS_BODY_READ_TIMEOUT_MS", 30_000)?,
+            max_connections: usize::try_from(vars.positive("PEAQOS_MAX_CONNECTIONS", 1024)?)
+                .map_err(|_| invalid("PEAQOS_MAX_CONNECTIONS", "too large"))?,
             require_api_auth,
             api_keys,
             require_agent_pairing_auth: vars.bool("PEAQOS_REQUIRE_AGENT_PAIRING_AUTH", true)?,
@@ -441,7 +466,7 @@ impl Config {
                 .http_url("PEAQOS_MCR_API_URL")?
                 .unwrap_or_else(|| "https://mcr.peaq.xyz".to_string()),
             mcr_cache_ttl_ms: vars.uint("PEAQOS_MCR_CACHE_TTL_MS", 30_000)?,
-            mcr_timeout_ms: mcr_timeout_ms(&vars)?,
+            mcr_timeout_ms: vars.positive("PEAQOS_MCR_TIMEOUT_MS", 10_000)?,
             agent_pairing_verification: vars.verification("PEAQOS_AGENT_PAIRING_VERIFICATION")?,
             agent_pairing_challenge_ttl_ms: vars
                 .uint("PEAQOS_AGENT_PAIRING_CHALLENGE_TTL_MS", 600_000)?,
@@ -464,9 +489,12 @@ impl Config {
         })
     }
 
-    /// Start-up warnings of `configuration.md` §9.
+    /// Start-up warnings: verification turned off, an open API, a generated secret.
     pub fn warnings(&self) -> Vec<&'static str> {
         let mut warnings = Vec::new();
+        if !self.listen_addr.ip().is_loopback() && !self.require_api_auth {
+            warnings.push("listening beyond loopback with PEAQOS_REQUIRE_API_AUTH=false: anyone who can reach this address can use the whole API; set PEAQOS_REQUIRE_API_AUTH=true and PEAQOS_API_KEY");
+        }
         if self.machine_identity_verification == VerificationMode::Disabled {
             warnings.push("PEAQOS_MACHINE_IDENTITY_VERIFICATION=disabled: machine identity proofs are not checked");
         }
@@ -480,14 +508,6 @@ impl Config {
         }
         warnings
     }
-}
-
-fn mcr_timeout_ms<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<u64, ConfigError> {
-    let ms = vars.uint("PEAQOS_MCR_TIMEOUT_MS", 10_000)?;
-    if ms == 0 {
-        return Err(invalid("PEAQOS_MCR_TIMEOUT_MS", "must be at least 1"));
-    }
-    Ok(ms)
 }
 
 fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
@@ -528,7 +548,8 @@ mod tests {
     #[test]
     fn defaults_need_no_variables() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         assert_eq!(
             c.database,
             DatabaseTarget::Sqlite(PathBuf::from("data/orchestrator.db"))
@@ -589,6 +610,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.api_keys, vec![Secret::new("a"), Secret::new("b")]);
+    }
+
+    #[test]
+    fn an_open_listener_without_api_auth_warns() {
+        let open = config(&[("PEAQOS_LISTEN_ADDR", "0.0.0.0:8080")]).unwrap();
+        assert!(
+            open.warnings()
+                .iter()
+                .any(|w| w.contains("beyond loopback"))
+        );
+        let guarded = config(&[
+            ("PEAQOS_LISTEN_ADDR", "0.0.0.0:8080"),
+            ("PEAQOS_REQUIRE_API_AUTH", "true"),
+            ("PEAQOS_API_KEY", "k"),
+        ])
+        .unwrap();
+        assert!(guarded.warnings().is_empty());
+        let v6 = config(&[("PEAQOS_LISTEN_ADDR", "[::1]:8080")]).unwrap();
+        assert!(v6.warnings().is_empty());
     }
 
     #[test]

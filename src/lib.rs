@@ -46,9 +46,9 @@ pub struct App {
     pub api_keys: ApiKeys,
     /// Machine identity resolution against the peaqOS MCR API.
     pub mcr: McrResolver,
-    /// The one client for outbound calls to machine endpoints and providers: it never follows
-    /// redirects and refuses link-local and cloud-metadata addresses.
-    pub http: reqwest::Client,
+    /// Every outbound client: never follows redirects, refuses link-local and cloud-metadata
+    /// addresses, and checks network scopes by the address connected to.
+    pub outbound: clients::outbound::Outbound,
     pub worker: worker::WorkerState,
 }
 
@@ -72,7 +72,12 @@ const SESSION_SECRET_NAME: &str = "agent-pairing-session-secret";
 impl App {
     /// Connects, migrates and loads what the server needs before it takes requests.
     pub async fn start(config: Config, clock: Clock) -> Result<Arc<App>, StartError> {
-        let store = Store::connect(&config.database, DATABASE_WAIT).await?;
+        let store = Store::connect(
+            &config.database,
+            DATABASE_WAIT,
+            Duration::from_millis(config.database_timeout_ms),
+        )
+        .await?;
         store.migrate().await?;
 
         let session_secret = match &config.session_secret {
@@ -100,10 +105,11 @@ impl App {
             None => SecretBox::derived_from(session_secret.expose().as_bytes()),
         };
         let api_keys = ApiKeys::new(config.api_keys.iter().map(Secret::expose));
-        // One client for every outbound call; each call sets its own timeout.
-        let http = clients::runtime::try_outbound_client().map_err(StartError::HttpClient)?;
+        // Each call sets its own timeout.
+        let outbound = clients::outbound::Outbound::new(&config.runtime_allowed_network_scopes)
+            .map_err(StartError::HttpClient)?;
         let mcr = McrResolver::new(
-            http.clone(),
+            outbound.trusted().clone(),
             config.mcr_api_url.clone(),
             config.mcr_cache_ttl_ms,
             clock.clone(),
@@ -118,7 +124,7 @@ impl App {
             secrets,
             api_keys,
             mcr,
-            http,
+            outbound,
             worker: worker::WorkerState::default(),
         }))
     }
@@ -148,9 +154,13 @@ pub async fn serve(
     // The first lease attempt happens before requests are served, so readiness does not race it.
     worker::renew(&app).await;
     let background = tokio::spawn(worker::run(app.clone()));
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let config = &app.config;
+    let limits = http::server::ConnectionLimits {
+        header_read: Duration::from_millis(config.header_read_timeout_ms),
+        keep_alive: Duration::from_millis(config.keep_alive_timeout_ms),
+        max_connections: config.max_connections,
+    };
+    let served = http::server::serve(listener, router, limits, shutdown).await;
     purge.abort();
     background.abort();
     if let Some(server) = metrics_server {

@@ -36,7 +36,11 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: a log file or pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder
             .json()
@@ -101,9 +105,13 @@ async fn run_server(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let store = Store::connect(&config.database, DATABASE_WAIT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = Store::connect(
+        &config.database,
+        DATABASE_WAIT,
+        Duration::from_millis(config.database_timeout_ms),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     tracing::info!(backend = ?store.backend(), "migrations applied");
     Ok(())

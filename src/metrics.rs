@@ -80,12 +80,11 @@ pub fn record_heartbeat(result: Result<(), &str>) {
 
 /// Renders the text exposition, after reading the values that live elsewhere.
 pub fn render(app: &App) -> Response {
-    let pool = app.store.pool();
-    let size = f64::from(pool.size());
-    let idle = pool.num_idle() as f64;
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
-    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
+    let (size, idle, max) = app.store.pool_status();
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(size.saturating_sub(idle) as f64);
+    metrics::gauge!("db_pool_max_connections").set(max as f64);
 
     let mcr = app.mcr.stats();
     metrics::counter!("mcr_cache_hits_total").absolute(mcr.hits);

@@ -167,12 +167,7 @@ async fn probe_one(app: &App, endpoint: &EndpointRow) -> ProbeOutcome {
         auth_token: token.as_deref(),
         network_scope: endpoint.network_scope,
     };
-    probe(
-        &app.http,
-        &target,
-        &app.config.runtime_allowed_network_scopes,
-    )
-    .await
+    probe(&app.outbound, &target).await
 }
 
 async fn record(

@@ -349,3 +349,114 @@ async fn two_server_processes_on_one_postgresql_run_background_work_one_at_a_tim
         .unwrap();
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn piped_logs_have_no_colour_and_round_latencies() {
+    for format in ["text", "json"] {
+        let server = spawn(&[("PEAQOS_LOG_FORMAT", format)]).await;
+        for _ in 0..5 {
+            reqwest::get(format!("{}/health", server.base))
+                .await
+                .unwrap();
+        }
+        server.terminate();
+        let (ok, stdout, _) = tokio::task::spawn_blocking(move || server.wait())
+            .await
+            .unwrap();
+        assert!(ok);
+        assert!(
+            !stdout.contains('\u{1b}'),
+            "{format}: ANSI codes in a pipe:\n{stdout}"
+        );
+        let latencies: Vec<&str> = stdout
+            .split("latency_ms")
+            .skip(1)
+            .map(|rest| {
+                rest.trim_start_matches(['"', ':', '='])
+                    .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            !latencies.is_empty(),
+            "{format}: no request lines:\n{stdout}"
+        );
+        for latency in latencies {
+            let decimals = latency.split('.').nth(1).map_or(0, str::len);
+            assert!(
+                decimals <= 3,
+                "{format}: latency_ms {latency} is not rounded"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn start_up_warns_when_listening_beyond_loopback_with_api_auth_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sqlite = format!("sqlite://{}", dir.path().join("o.db").display());
+    let run = |listen: String, extra: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PEAQOS_LISTEN_ADDR", listen)
+            .env("DATABASE_URL", &sqlite)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        command.spawn().unwrap()
+    };
+    for (listen, extra, warned) in [
+        (format!("0.0.0.0:{port}"), vec![], true),
+        (
+            format!("0.0.0.0:{port}"),
+            vec![("PEAQOS_REQUIRE_API_AUTH", "true"), ("PEAQOS_API_KEY", "k")],
+            false,
+        ),
+        (format!("127.0.0.1:{port}"), vec![], false),
+    ] {
+        let mut child = run(listen.clone(), &extra);
+        let base = format!("http://127.0.0.1:{port}");
+        let mut up = false;
+        for _ in 0..100 {
+            if reqwest::get(format!("{base}/health")).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        assert!(up, "{listen}: the server did not start");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(
+            out.contains("beyond loopback"),
+            warned,
+            "{listen} {extra:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn the_default_listen_address_is_loopback() {
+    let config = peaqos_orchestrator::config::Config::from_lookup(|_| None).unwrap();
+    assert!(
+        config.listen_addr.ip().is_loopback(),
+        "{}",
+        config.listen_addr
+    );
+}

@@ -539,10 +539,14 @@ async fn an_unreachable_database_fails_start_up_with_a_clear_message() {
     use peaqos_orchestrator::store::{Store, StoreStartError};
     // Nothing listens on port 1.
     let target = DatabaseTarget::Postgres(Secret::new("postgres://u:pw@127.0.0.1:1/none"));
-    let err = Store::connect(&target, std::time::Duration::from_millis(600))
-        .await
-        .err()
-        .unwrap();
+    let err = Store::connect(
+        &target,
+        std::time::Duration::from_millis(600),
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(err, StoreStartError::Unreachable { .. }));
     assert!(!err.to_string().contains("pw@"), "{err}");
 }
@@ -739,7 +743,7 @@ async fn idempotency_keys_replay_the_first_success_without_new_side_effects() {
         let bodies: Vec<String> = sqlx::query_scalar(
             "SELECT response_body FROM idempotency_records WHERE response_body IS NOT NULL",
         )
-        .fetch_all(srv.app.store.pool())
+        .fetch_all(&srv.app.store)
         .await
         .unwrap();
         assert!(!bodies.is_empty());

@@ -90,7 +90,7 @@ impl World {
 
     async fn machine_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM machines")
-            .fetch_one(self.srv.app.store.pool())
+            .fetch_one(&self.srv.app.store)
             .await
             .unwrap()
     }
@@ -382,7 +382,7 @@ async fn identity_proofs_cannot_be_bypassed_and_failures_persist_nothing() {
             "UPDATE machine_identity_challenges SET expires_at = expires_at + 1 WHERE id = $1",
         )
         .bind(challenge["challengeId"].as_str().unwrap().to_string())
-        .execute(w.srv.app.store.pool())
+        .execute(&w.srv.app.store)
         .await
         .unwrap();
         let proof = json!({"challengeId": challenge["challengeId"], "signature": signature});
@@ -400,7 +400,7 @@ async fn identity_proofs_cannot_be_bypassed_and_failures_persist_nothing() {
         let consumed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM machine_identity_challenges WHERE consumed_at IS NOT NULL",
         )
-        .fetch_one(w.srv.app.store.pool())
+        .fetch_one(&w.srv.app.store)
         .await
         .unwrap();
         assert_eq!(
@@ -1004,7 +1004,7 @@ async fn one_identity_registers_once_under_concurrency() {
         let consumed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM machine_identity_challenges WHERE consumed_at IS NOT NULL",
         )
-        .fetch_one(w.srv.app.store.pool())
+        .fetch_one(&w.srv.app.store)
         .await
         .unwrap();
         assert_eq!(consumed, 1, "only the winner's challenge is consumed");

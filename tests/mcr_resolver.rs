@@ -24,18 +24,18 @@ const ADDR_C: &str = "0xC0FFEE0000000000000000000000000000C0FFEE";
 const ADDR_C_LOWER: &str = "0xc0ffee0000000000000000000000000000c0ffee";
 const SOLANA_KEY: &str = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU";
 
+fn trusted() -> peaqos_orchestrator::clients::outbound::Guarded {
+    use peaqos_orchestrator::clients::outbound::{Guarded, ScopePolicy};
+    Guarded::new(ScopePolicy::trusted()).unwrap()
+}
+
 fn id(s: &str) -> IdentityRef {
     IdentityRef::parse(s).unwrap()
 }
 
 fn resolver(fake: &FakeMcr, ttl_ms: u64) -> (McrResolver, Clock) {
     let clock = Clock::default();
-    let resolver = McrResolver::new(
-        reqwest::Client::new(),
-        fake.url.clone(),
-        ttl_ms,
-        clock.clone(),
-    );
+    let resolver = McrResolver::new(trusted(), fake.url.clone(), ttl_ms, clock.clone());
     (resolver, clock)
 }
 
@@ -66,7 +66,7 @@ async fn activated_decimal_did() {
     fake.register("did:peaq:42", 42, ADDR_A, true);
     // A trailing `/` on the base URL is ignored.
     let resolver = McrResolver::new(
-        reqwest::Client::new(),
+        trusted(),
         format!("{}/", fake.url),
         TTL_MS,
         Clock::default(),
@@ -382,7 +382,7 @@ async fn connection_errors_are_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let resolver = McrResolver::new(reqwest::Client::new(), url, TTL_MS, Clock::default());
+    let resolver = McrResolver::new(trusted(), url, TTL_MS, Clock::default());
     assert_unavailable(resolver.resolve(&id("did:peaq:1")).await, "refused");
 }
 

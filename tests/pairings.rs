@@ -228,7 +228,7 @@ impl World {
 
     async fn pairing_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM agent_pairings")
-            .fetch_one(self.srv.app.store.pool())
+            .fetch_one(&self.srv.app.store)
             .await
             .unwrap()
     }
@@ -806,7 +806,7 @@ async fn agent_proofs_are_checked_and_failures_persist_nothing() {
         }
         sqlx::query("UPDATE agent_pairing_challenges SET agent_role = 'admin' WHERE id = $1")
             .bind(challenge["challengeId"].as_str().unwrap().to_string())
-            .execute(w.srv.app.store.pool())
+            .execute(&w.srv.app.store)
             .await
             .unwrap();
         body["agentProof"] = json!({"challengeId": challenge["challengeId"], "signature": agent.sign_personal(challenge["message"].as_str().unwrap())});
@@ -1146,7 +1146,9 @@ async fn pairing_tokens_are_not_stored() {
     let token = pairing["pairingToken"].as_str().unwrap();
     let signature = token.split('.').nth(2).unwrap();
     let path = w.srv.db.url.trim_start_matches("sqlite://").to_string();
-    let _ = w.srv.app.store.pool().execute_checkpoint().await;
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&w.srv.app.store)
+        .await;
     let mut bytes = std::fs::read(&path).unwrap();
     if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
         bytes.extend(wal);
@@ -1157,17 +1159,4 @@ async fn pairing_tokens_are_not_stored() {
         "the token's signature is in the database file"
     );
     w.srv.stop().await;
-}
-
-trait Checkpoint {
-    async fn execute_checkpoint(&self) -> Result<(), sqlx::Error>;
-}
-
-impl Checkpoint for sqlx::AnyPool {
-    async fn execute_checkpoint(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(self)
-            .await
-            .map(|_| ())
-    }
 }

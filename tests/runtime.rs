@@ -664,7 +664,7 @@ async fn unrenewed_leases_read_unreachable_and_the_sweeper_persists_it() {
             "only status changes are written"
         );
         let stored: String = sqlx::query_scalar("SELECT status FROM runtime_endpoints")
-            .fetch_one(srv.app.store.pool())
+            .fetch_one(&srv.app.store)
             .await
             .unwrap();
         assert_eq!(stored, "unreachable");
@@ -1069,7 +1069,7 @@ async fn planted_tokens_never_appear_in_responses_audit_or_clear_text_storage() 
         let dump = match &backend {
             Backend::Sqlite => {
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(srv.app.store.pool())
+                    .execute(&srv.app.store)
                     .await
                     .unwrap();
                 let path = srv.db.url.trim_start_matches("sqlite://").to_string();

@@ -1,7 +1,6 @@
 //! The runtime-endpoint prober (spec agents-and-runtime.md §6) and the guarded outbound client
 //! (§3) against fake endpoints on loopback. Self-contained: no server, no database.
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,9 +8,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use peaqos_orchestrator::clients::outbound::{
+    GuardedResolver, Outbound, ResolveError, ScopePolicy,
+};
 use peaqos_orchestrator::clients::runtime::{
-    AuthType, GuardedResolver, ProbeOutcome, ProbeTarget, ResolveError, outbound_client, probe,
-    probe_with_timeout,
+    AuthType, ProbeOutcome, ProbeTarget, probe, probe_with_timeout,
 };
 use peaqos_orchestrator::config::NetworkScope;
 use reqwest::dns::{Name, Resolve};
@@ -23,6 +24,15 @@ const ALL_SCOPES: [NetworkScope; 4] = [
     NetworkScope::Lan,
     NetworkScope::Loopback,
 ];
+
+/// The outbound clients of a server that allows every scope.
+fn outbound_client() -> Outbound {
+    outbound(&ALL_SCOPES)
+}
+
+fn outbound(allowed: &[NetworkScope]) -> Outbound {
+    Outbound::new(allowed).unwrap()
+}
 
 const SHORT: Duration = Duration::from_millis(300);
 
@@ -110,7 +120,7 @@ fn unreachable_text(outcome: &ProbeOutcome) -> &str {
 async fn a_2xx_is_healthy() {
     let fake = Fake::start().await;
     let base = fake.base_url();
-    let outcome = probe(&outbound_client(), &target(&base, "/health"), &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &target(&base, "/health")).await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     assert_eq!(fake.paths(), ["/health"]);
 }
@@ -119,7 +129,7 @@ async fn a_2xx_is_healthy() {
 async fn a_host_name_goes_through_the_guarded_resolver_and_keeps_its_port() {
     let fake = Fake::start().await;
     let base = format!("http://localhost:{}", fake.addr.port());
-    let outcome = probe(&outbound_client(), &target(&base, "/health"), &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &target(&base, "/health")).await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     assert_eq!(fake.paths(), ["/health"]);
 }
@@ -129,9 +139,9 @@ async fn another_status_is_degraded() {
     let fake = Fake::start().await;
     let base = fake.base_url();
     let http = outbound_client();
-    let outcome = probe(&http, &target(&base, "/down"), &ALL_SCOPES).await;
+    let outcome = probe(&http, &target(&base, "/down")).await;
     assert_eq!(outcome, ProbeOutcome::Degraded("HTTP 503".into()));
-    let outcome = probe(&http, &target(&base, "/missing"), &ALL_SCOPES).await;
+    let outcome = probe(&http, &target(&base, "/missing")).await;
     assert_eq!(outcome, ProbeOutcome::Degraded("HTTP 404".into()));
 }
 
@@ -139,7 +149,7 @@ async fn another_status_is_degraded() {
 async fn a_redirect_is_degraded_and_never_followed() {
     let fake = Fake::start().await;
     let base = fake.base_url();
-    let outcome = probe(&outbound_client(), &target(&base, "/redirect"), &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &target(&base, "/redirect")).await;
     assert_eq!(outcome, ProbeOutcome::Degraded("HTTP 302".into()));
     // Give a (wrongly) followed redirect the time to land before looking.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -155,13 +165,7 @@ async fn a_slow_endpoint_times_out() {
     let fake = Fake::start().await;
     let base = fake.base_url();
     let started = Instant::now();
-    let outcome = probe_with_timeout(
-        &outbound_client(),
-        &target(&base, "/slow"),
-        &ALL_SCOPES,
-        SHORT,
-    )
-    .await;
+    let outcome = probe_with_timeout(&outbound_client(), &target(&base, "/slow"), SHORT).await;
     assert_eq!(outcome, ProbeOutcome::Unreachable("timeout".into()));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -185,13 +189,7 @@ async fn an_endpoint_that_never_answers_times_out() {
     });
     let base = format!("http://127.0.0.1:{}", addr.port());
     let started = Instant::now();
-    let outcome = probe_with_timeout(
-        &outbound_client(),
-        &target(&base, "/health"),
-        &ALL_SCOPES,
-        SHORT,
-    )
-    .await;
+    let outcome = probe_with_timeout(&outbound_client(), &target(&base, "/health"), SHORT).await;
     assert_eq!(outcome, ProbeOutcome::Unreachable("timeout".into()));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(held.lock().unwrap().len(), 1, "the probe never connected");
@@ -203,7 +201,7 @@ async fn a_closed_port_is_connection_refused() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let base = format!("http://127.0.0.1:{port}");
-    let outcome = probe(&outbound_client(), &target(&base, "/health"), &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &target(&base, "/health")).await;
     assert_eq!(
         outcome,
         ProbeOutcome::Unreachable("connection refused".into())
@@ -220,7 +218,7 @@ async fn bearer_endpoints_get_an_authorization_header() {
         auth_token: Some(token),
         ..target(&base, "/health")
     };
-    let outcome = probe(&outbound_client(), &probe_target, &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &probe_target).await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -241,7 +239,7 @@ async fn api_key_endpoints_get_an_x_api_key_header() {
         auth_token: Some(token),
         ..target(&base, "/v1/models")
     };
-    let outcome = probe(&outbound_client(), &probe_target, &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &probe_target).await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -259,7 +257,7 @@ async fn auth_type_none_sends_no_credentials() {
         auth_token: Some("left-over-token"),
         ..target(&base, "/health")
     };
-    let outcome = probe(&outbound_client(), &probe_target, &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &probe_target).await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -291,7 +289,7 @@ async fn the_token_never_appears_in_an_outcome() {
                 auth_token: Some(token),
                 ..target(base, path)
             };
-            let outcome = probe_with_timeout(&http, &probe_target, &ALL_SCOPES, SHORT).await;
+            let outcome = probe_with_timeout(&http, &probe_target, SHORT).await;
             assert_ne!(outcome, ProbeOutcome::Healthy, "{base}{path}");
             assert!(
                 !format!("{outcome:?}").contains(token),
@@ -306,16 +304,15 @@ async fn a_scope_not_allowed_is_unreachable_without_a_request() {
     let fake = Fake::start().await;
     let base = fake.base_url();
     let outcome = probe(
-        &outbound_client(),
+        &outbound(&[NetworkScope::Public, NetworkScope::Vpn, NetworkScope::Lan]),
         &target(&base, "/health"),
-        &[NetworkScope::Public, NetworkScope::Vpn, NetworkScope::Lan],
     )
     .await;
     assert_eq!(
         outcome,
         ProbeOutcome::Unreachable("network scope not allowed".into())
     );
-    let outcome = probe(&outbound_client(), &target(&base, "/health"), &[]).await;
+    let outcome = probe(&outbound(&[]), &target(&base, "/health")).await;
     assert_eq!(unreachable_text(&outcome), "network scope not allowed");
     assert!(
         fake.paths().is_empty(),
@@ -325,13 +322,105 @@ async fn a_scope_not_allowed_is_unreachable_without_a_request() {
 
     // The same endpoint is probed once its scope is allowed.
     let outcome = probe(
-        &outbound_client(),
+        &outbound(&[NetworkScope::Loopback]),
         &target(&base, "/health"),
-        &[NetworkScope::Loopback],
     )
     .await;
     assert_eq!(outcome, ProbeOutcome::Healthy);
     assert_eq!(fake.paths(), ["/health"]);
+}
+
+/// A listener that counts the connections it accepts (and answers none).
+async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_declared_scope_never_reaches_an_address_of_another_scope() {
+    let (port, accepted) = counting_listener().await;
+    // Loopback not allowed; endpoints declared public or lan that are really on loopback, by a
+    // literal address or by a name resolving to it.
+    let allowed = outbound(&[NetworkScope::Public, NetworkScope::Vpn, NetworkScope::Lan]);
+    for base in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
+        for declared in [NetworkScope::Public, NetworkScope::Lan, NetworkScope::Vpn] {
+            let mut probe_target = target(&base, "/health");
+            probe_target.network_scope = declared;
+            let outcome = probe(&allowed, &probe_target).await;
+            assert_eq!(
+                unreachable_text(&outcome),
+                "network scope not allowed",
+                "{base} declared {declared:?}"
+            );
+        }
+    }
+    // Even with loopback allowed, a declared public endpoint is not connected to on loopback:
+    // the declared scope narrows, it never widens.
+    for base in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
+        let mut probe_target = target(&base, "/health");
+        probe_target.network_scope = NetworkScope::Public;
+        let outcome = probe(&outbound_client(), &probe_target).await;
+        assert_eq!(
+            unreachable_text(&outcome),
+            "network scope not allowed",
+            "{base}"
+        );
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused endpoint was connected to"
+    );
+    // The listener does accept connections: declared loopback reaches it.
+    let outcome = probe(
+        &outbound_client(),
+        &target(&format!("http://localhost:{port}"), "/health"),
+    )
+    .await;
+    assert!(matches!(outcome, ProbeOutcome::Unreachable(_)));
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn a_provider_call_checks_the_address_it_resolves_to() {
+    let (port, accepted) = counting_listener().await;
+    let outbound = outbound(&[NetworkScope::Public]);
+    let url: reqwest::Url = format!("http://localhost:{port}/x").parse().unwrap();
+    let err = outbound
+        .providers()
+        .request(reqwest::Method::GET, url)
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect_err("loopback is not an allowed scope");
+    assert!(
+        ResolveError::of(&err).is_some_and(ResolveError::is_scope_refusal),
+        "{err:?}"
+    );
+    let literal: reqwest::Url = format!("http://127.0.0.1:{port}/x").parse().unwrap();
+    let refusal = outbound
+        .providers()
+        .request(reqwest::Method::GET, literal)
+        .expect_err("refused before sending");
+    assert!(refusal.is_scope_refusal());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -349,7 +438,7 @@ async fn blocked_literal_hosts_are_never_called() {
         let mut probe_target = target(base, "/health");
         probe_target.network_scope = NetworkScope::Public;
         let started = Instant::now();
-        let outcome = probe(&http, &probe_target, &ALL_SCOPES).await;
+        let outcome = probe(&http, &probe_target).await;
         assert_eq!(
             outcome,
             ProbeOutcome::Unreachable("blocked address".into()),
@@ -363,7 +452,11 @@ async fn blocked_literal_hosts_are_never_called() {
 #[tokio::test]
 async fn the_guarded_resolver_resolves_ordinary_names() {
     let name: Name = "localhost".parse().unwrap();
-    let addrs: Vec<SocketAddr> = GuardedResolver.resolve(name).await.unwrap().collect();
+    let addrs: Vec<SocketAddr> = GuardedResolver::new(ScopePolicy::trusted())
+        .resolve(name)
+        .await
+        .unwrap()
+        .collect();
     assert!(!addrs.is_empty());
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
 }
@@ -372,7 +465,10 @@ async fn the_guarded_resolver_resolves_ordinary_names() {
 async fn the_guarded_resolver_refuses_blocked_names() {
     for host in ["metadata.google.internal", "Metadata.Google.Internal."] {
         let name: Name = host.parse().unwrap();
-        let err = match GuardedResolver.resolve(name).await {
+        let err = match GuardedResolver::new(ScopePolicy::trusted())
+            .resolve(name)
+            .await
+        {
             Ok(addrs) => panic!("{host} resolved to {:?}", addrs.collect::<Vec<_>>()),
             Err(err) => err,
         };
@@ -381,28 +477,6 @@ async fn the_guarded_resolver_refuses_blocked_names() {
             .unwrap_or_else(|| panic!("{host}: unexpected error {err}"));
         assert!(refusal.is_blocked(), "{host}: {refusal}");
     }
-}
-
-#[tokio::test]
-async fn the_outbound_client_uses_the_guarded_resolver() {
-    // Called directly (not through `probe`, which refuses the name up front): the refusal can
-    // only come from the resolver installed on the client.
-    let err = outbound_client()
-        .get("http://metadata.google.internal/computeMetadata/v1/")
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect_err("the metadata host must not be reachable");
-    let mut source = err.source();
-    let mut refused = false;
-    while let Some(cause) = source {
-        if let Some(refusal) = cause.downcast_ref::<ResolveError>() {
-            refused = refusal.is_blocked();
-            break;
-        }
-        source = cause.source();
-    }
-    assert!(refused, "not refused by the resolver: {err:?}");
 }
 
 #[tokio::test]
@@ -415,7 +489,7 @@ async fn an_endpoint_that_hangs_up_is_unreachable() {
         }
     });
     let base = format!("http://127.0.0.1:{}", addr.port());
-    let outcome = probe(&outbound_client(), &target(&base, "/health"), &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &target(&base, "/health")).await;
     assert!(!unreachable_text(&outcome).is_empty());
 }
 
@@ -424,7 +498,7 @@ async fn an_unknown_name_is_a_dns_failure() {
     // `.invalid` never resolves (RFC 6761).
     let mut probe_target = target("http://no-such-host.invalid", "/health");
     probe_target.network_scope = NetworkScope::Public;
-    let outcome = probe(&outbound_client(), &probe_target, &ALL_SCOPES).await;
+    let outcome = probe(&outbound_client(), &probe_target).await;
     assert_eq!(
         outcome,
         ProbeOutcome::Unreachable("DNS lookup failed".into())

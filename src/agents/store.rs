@@ -67,7 +67,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<MachineAgent>, sqlx::
         "SELECT {COLUMNS} FROM machine_agents WHERE id = $1"
     )))
     .bind(id.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     row.as_ref().map(agent_from).transpose()
 }
@@ -86,7 +86,7 @@ pub async fn get_with_machine(
     });
     let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
         .bind(id.to_string())
-        .fetch_optional(&mut **conn)
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref()
         .map(|row| {

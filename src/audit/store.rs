@@ -68,7 +68,7 @@ pub async fn list(
     }
     sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .bind(page.fetch_limit());
-    let rows = sql.build().fetch_all(store.pool()).await?;
+    let rows = sql.build().fetch_all(store).await?;
     rows.iter()
         .map(|row| {
             let created_at_ms: i64 = row.try_get("created_at")?;

@@ -15,6 +15,7 @@ use reqwest::header::ACCEPT;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
+use super::outbound::Guarded;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::refs::{IdentityRef, evm_address, is_canonical_uint256};
@@ -99,7 +100,7 @@ struct Entries {
 }
 
 pub struct McrResolver {
-    http: reqwest::Client,
+    http: Guarded,
     base_url: String,
     cache_ttl_ms: u64,
     clock: Clock,
@@ -113,7 +114,7 @@ pub struct McrResolver {
 impl McrResolver {
     /// `base_url` is `PEAQOS_MCR_API_URL` (a trailing `/` is ignored); `cache_ttl_ms == 0`
     /// disables the cache (in-flight requests are still shared).
-    pub fn new(http: reqwest::Client, base_url: String, cache_ttl_ms: u64, clock: Clock) -> Self {
+    pub fn new(http: Guarded, base_url: String, cache_ttl_ms: u64, clock: Clock) -> Self {
         McrResolver {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -203,9 +204,12 @@ impl McrResolver {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let unavailable =
             |what: String| McrError::Unavailable(format!("MCR look-up of {did}: {what}"));
+        let url = reqwest::Url::parse(&format!("{}/machine/{did}", self.base_url))
+            .map_err(|err| unavailable(format!("bad URL: {err}")))?;
         let response = self
             .http
-            .get(format!("{}/machine/{did}", self.base_url))
+            .request(reqwest::Method::GET, url)
+            .map_err(|refusal| unavailable(refusal.to_string()))?
             .header(ACCEPT, "application/json")
             .timeout(self.timeout)
             .send()

@@ -2,4 +2,5 @@
 //! of the remote side are mapped to the spec's error codes here, never leaked to API clients.
 
 pub mod mcr;
+pub mod outbound;
 pub mod runtime;

@@ -1,36 +1,31 @@
 //! Runtime endpoints on machines (spec agents-and-runtime.md §3, §6): provider keys, base-URL
-//! normalisation, default network scopes, the blocked-address guard and the health prober.
+//! normalisation, default network scopes and the health prober.
 //!
 //! The blocked-address rule is enforced twice: at registration on the literal host
-//! ([`normalise_base_url`]), and at call time on every resolved address ([`GuardedResolver`],
-//! installed on the shared client by [`outbound_client`]), because DNS can point elsewhere later.
-//! A literal-IP URL never reaches a resolver, so [`probe`] checks literal hosts itself too.
+//! ([`normalise_base_url`]), and at call time on the address connected to (`clients::outbound`),
+//! because DNS can point elsewhere later. Network scopes are enforced at call time only, by the
+//! address connected to.
 
 use std::error::Error as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use reqwest::Url;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 
+use super::outbound::{
+    AddressKind, Outbound, ResolveError, address_kind, is_blocked_host, literal_ip,
+};
 use crate::config::NetworkScope;
 use crate::error::ApiError;
 
 /// Per-probe timeout (spec §6).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connect timeout of the shared outbound client.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Header carrying the token of `api-key` endpoints (spec §6, **Open**).
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 const PROVIDER_KEY_RULE: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 const VALID_URL: &str = "valid URL";
-
-/// Hosts blocked by name, whatever they resolve to (lower-case, no trailing dot).
-const BLOCKED_HOSTNAMES: &[&str] = &["metadata.google.internal"];
 
 /// Lower-cased provider key matching `^[a-z0-9][a-z0-9._-]{0,63}$` (after lower-casing), else
 /// `VALIDATION_ERROR` naming `field`.
@@ -113,15 +108,6 @@ pub fn normalise_base_url(field: &str, input: &str) -> Result<String, ApiError> 
     })
 }
 
-/// The host of a URL as an IP address, when it is a literal one (brackets stripped).
-fn literal_ip(host: &str) -> Option<IpAddr> {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.parse().ok()
-}
-
 /// Default scope when none is declared (§3): `localhost`, 127.0.0.0/8 and `::1` are loopback;
 /// 10/8, 172.16/12, 192.168/16 and fc00::/7 are LAN; everything else, including every other
 /// host name, is public. IPv4-mapped IPv6 literals follow their IPv4 address. A value that does
@@ -136,153 +122,11 @@ pub fn default_network_scope(base_url: &str) -> NetworkScope {
     if host.trim_end_matches('.') == "localhost" {
         return NetworkScope::Loopback;
     }
-    let v4_scope = |v4: Ipv4Addr| {
-        let [a, b, ..] = v4.octets();
-        if a == 127 {
-            NetworkScope::Loopback
-        } else if a == 10 || (a == 172 && (16..=31).contains(&b)) || (a == 192 && b == 168) {
-            NetworkScope::Lan
-        } else {
-            NetworkScope::Public
-        }
-    };
-    match literal_ip(&host) {
-        Some(IpAddr::V4(v4)) => v4_scope(v4),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4_scope(v4),
-            None if v6 == Ipv6Addr::LOCALHOST => NetworkScope::Loopback,
-            None if (v6.segments()[0] & 0xfe00) == 0xfc00 => NetworkScope::Lan,
-            None => NetworkScope::Public,
-        },
-        None => NetworkScope::Public,
+    match literal_ip(&host).map(address_kind) {
+        Some(AddressKind::Loopback) => NetworkScope::Loopback,
+        Some(AddressKind::Private) => NetworkScope::Lan,
+        Some(AddressKind::Other) | None => NetworkScope::Public,
     }
-}
-
-fn is_blocked_v4(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] == 0 // 0.0.0.0/8, "this network"
-        || ip.is_link_local() // 169.254.0.0/16, includes 169.254.169.254
-        || ip.is_multicast() // 224.0.0.0/4
-        || ip.is_broadcast() // 255.255.255.255
-        || ip == Ipv4Addr::new(100, 100, 100, 200) // Alibaba Cloud metadata
-}
-
-/// The blocked set (§3): 169.254.0.0/16, fe80::/10, 0.0.0.0/8, `::`, multicast (224.0.0.0/4,
-/// ff00::/8), broadcast 255.255.255.255 and the metadata addresses 169.254.169.254,
-/// fd00:ec2::254 and 100.100.100.200. An IPv6 address embedding a blocked IPv4 address —
-/// IPv4-mapped `::ffff:a.b.c.d` or NAT64 `64:ff9b::a.b.c.d` — is blocked too.
-pub fn is_blocked_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_blocked_v4(v4),
-        IpAddr::V6(v6) => {
-            let segments = v6.segments();
-            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-            let embedded = v6.to_ipv4_mapped().or_else(|| {
-                nat64.then(|| {
-                    let [.., a, b, c, d] = v6.octets();
-                    Ipv4Addr::new(a, b, c, d)
-                })
-            });
-            v6.is_unspecified()
-                || (segments[0] & 0xffc0) == 0xfe80 // fe80::/10
-                || v6.is_multicast()
-                || v6 == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254) // AWS metadata
-                || embedded.is_some_and(is_blocked_v4)
-        }
-    }
-}
-
-/// A host (as in a URL, IPv6 in brackets or not) in the blocked set: a literal IP checked with
-/// [`is_blocked_ip`], or a blocked metadata host name (case-insensitive, trailing dot tolerated).
-pub fn is_blocked_host(host: &str) -> bool {
-    if let Some(ip) = literal_ip(host) {
-        return is_blocked_ip(ip);
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    BLOCKED_HOSTNAMES
-        .iter()
-        .any(|blocked| name.eq_ignore_ascii_case(blocked))
-}
-
-/// Why [`GuardedResolver`] refused a name. It travels inside the `reqwest::Error` of the call,
-/// so callers can tell a refusal from an ordinary DNS failure.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("the host name is blocked")]
-    BlockedHost,
-    #[error("the host resolves to the blocked address {0}")]
-    BlockedAddress(IpAddr),
-    #[error("DNS lookup failed: {0}")]
-    Lookup(std::io::Error),
-    #[error("DNS lookup returned no addresses")]
-    NoAddresses,
-}
-
-impl ResolveError {
-    pub fn is_blocked(&self) -> bool {
-        matches!(
-            self,
-            ResolveError::BlockedHost | ResolveError::BlockedAddress(_)
-        )
-    }
-}
-
-/// The call-time check on resolved addresses: all of them, or none when **any** is blocked (a
-/// name mixing good and blocked answers is refused as a whole, so the connector can never fall
-/// back onto the blocked one).
-pub fn reject_blocked(
-    addrs: impl IntoIterator<Item = SocketAddr>,
-) -> Result<Vec<SocketAddr>, ResolveError> {
-    let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
-    if let Some(blocked) = addrs.iter().find(|a| is_blocked_ip(a.ip())) {
-        return Err(ResolveError::BlockedAddress(blocked.ip()));
-    }
-    if addrs.is_empty() {
-        return Err(ResolveError::NoAddresses);
-    }
-    Ok(addrs)
-}
-
-/// A reqwest DNS resolver that resolves with the system resolver (`tokio::net::lookup_host`)
-/// and fails the lookup when the name is a blocked host or any resolved address is blocked.
-/// Installed on the server's one shared client, so DNS rebinding cannot reach a blocked address
-/// at call time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            if is_blocked_host(&host) {
-                return Err(ResolveError::BlockedHost.into());
-            }
-            // Port 0: reqwest puts the URL's (or the scheme's default) port in afterwards.
-            let resolved = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(ResolveError::Lookup)?;
-            let addrs = reject_blocked(resolved)?;
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The server's shared outbound client, or the error building it: [`GuardedResolver`] for DNS,
-/// redirects never followed, a 5 s connect timeout, and no proxy — a proxy would resolve the
-/// target itself, out of the guard's reach (so `HTTP(S)_PROXY` is deliberately ignored). Each
-/// call still sets its own request timeout.
-pub fn try_outbound_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .dns_resolver(GuardedResolver)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .no_proxy()
-        .build()
-}
-
-/// [`try_outbound_client`], panicking when the client cannot be built (only a broken TLS
-/// set-up does that).
-pub fn outbound_client() -> reqwest::Client {
-    try_outbound_client().expect("cannot build the outbound HTTP client")
 }
 
 /// How a runtime endpoint authenticates the orchestrator's calls.
@@ -344,37 +188,32 @@ pub enum ProbeOutcome {
 }
 
 /// §6: `GET {base_url}{probe_path}` with a 5 s timeout. See [`probe_with_timeout`].
-pub async fn probe(
-    http: &reqwest::Client,
-    target: &ProbeTarget<'_>,
-    allowed: &[NetworkScope],
-) -> ProbeOutcome {
-    probe_with_timeout(http, target, allowed, PROBE_TIMEOUT).await
+pub async fn probe(outbound: &Outbound, target: &ProbeTarget<'_>) -> ProbeOutcome {
+    probe_with_timeout(outbound, target, PROBE_TIMEOUT).await
 }
 
 /// [`probe`] with its request timeout as a parameter (tests use a short one).
 ///
-/// No request is sent when the declared scope is not in `allowed` (`"network scope not
-/// allowed"`) or the host is blocked by name or literal IP (`"blocked address"`); a host name
-/// resolving to a blocked address is refused by [`GuardedResolver`] when `http` was built by
-/// [`outbound_client`]. `http` must not follow redirects (as [`outbound_client`] ensures): a 3xx
-/// is reported as `Degraded("HTTP 3xx")`.
+/// No request is sent, and no connection made, when the declared scope is not allowed, or the
+/// address connected to would be outside it (`"network scope not allowed"`), or the host is
+/// blocked by name or by address (`"blocked address"`) — see `clients::outbound`. Redirects are
+/// not followed: a 3xx is reported as `Degraded("HTTP 3xx")`.
 pub async fn probe_with_timeout(
-    http: &reqwest::Client,
+    outbound: &Outbound,
     target: &ProbeTarget<'_>,
-    allowed: &[NetworkScope],
     timeout: Duration,
 ) -> ProbeOutcome {
-    if !allowed.contains(&target.network_scope) {
-        return ProbeOutcome::Unreachable("network scope not allowed".into());
-    }
+    let Some(guarded) = outbound.endpoint(target.network_scope) else {
+        return ProbeOutcome::Unreachable(SCOPE_NOT_ALLOWED.into());
+    };
     let url = match Url::parse(&format!("{}{}", target.base_url, target.probe_path)) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
         _ => return ProbeOutcome::Unreachable("invalid URL".into()),
     };
-    if url.host_str().is_some_and(is_blocked_host) {
-        return ProbeOutcome::Unreachable("blocked address".into());
-    }
+    let request = match guarded.request(Method::GET, url) {
+        Ok(request) => request,
+        Err(refusal) => return ProbeOutcome::Unreachable(refusal_text(&refusal).into()),
+    };
 
     let token = target.auth_token.filter(|t| !t.is_empty());
     let auth_header: Option<(HeaderName, String)> = match (target.auth_type, token) {
@@ -386,7 +225,7 @@ pub async fn probe_with_timeout(
         _ => None,
     };
 
-    let mut request = http.get(url).timeout(timeout);
+    let mut request = request.timeout(timeout);
     if let Some((name, value)) = auth_header {
         let Ok(mut value) = HeaderValue::from_str(&value) else {
             return ProbeOutcome::Unreachable("invalid auth token".into());
@@ -402,6 +241,19 @@ pub async fn probe_with_timeout(
     }
 }
 
+/// The `healthError` of a call refused before any connection.
+pub const SCOPE_NOT_ALLOWED: &str = "network scope not allowed";
+
+fn refusal_text(refusal: &ResolveError) -> &'static str {
+    if refusal.is_blocked() {
+        "blocked address"
+    } else if refusal.is_scope_refusal() {
+        SCOPE_NOT_ALLOWED
+    } else {
+        "DNS lookup failed"
+    }
+}
+
 /// Longest cause text kept in a `healthError`.
 const MAX_CAUSE_CHARS: usize = 160;
 
@@ -412,12 +264,7 @@ fn describe_error(err: &reqwest::Error) -> String {
     let mut source = err.source();
     while let Some(cause) = source {
         if let Some(refusal) = cause.downcast_ref::<ResolveError>() {
-            return if refusal.is_blocked() {
-                "blocked address"
-            } else {
-                "DNS lookup failed"
-            }
-            .into();
+            return refusal_text(refusal).into();
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -622,98 +469,6 @@ mod tests {
         ] {
             assert_eq!(default_network_scope(url), scope, "{url}");
         }
-    }
-
-    #[test]
-    fn blocked_ip_table() {
-        for (ip, blocked) in [
-            ("169.254.169.254", true),
-            ("169.254.0.0", true),
-            ("169.254.255.255", true),
-            ("169.253.255.255", false),
-            ("169.255.0.0", false),
-            ("0.0.0.0", true),
-            ("0.255.255.255", true),
-            ("1.0.0.0", false),
-            ("100.100.100.200", true),
-            ("100.100.100.201", false),
-            ("224.0.0.1", true),
-            ("239.255.255.255", true),
-            ("255.255.255.255", true),
-            ("255.255.255.254", false),
-            ("127.0.0.1", false),
-            ("10.0.0.1", false),
-            ("192.168.0.1", false),
-            ("8.8.8.8", false),
-            ("::", true),
-            ("::1", false),
-            ("fe80::1", true),
-            ("febf:ffff::1", true),
-            ("fec0::1", false),
-            ("ff02::1", true),
-            ("ff0e::1", true),
-            ("fd00:ec2::254", true),
-            ("fd00:ec2::253", false),
-            ("fc00::1", false),
-            ("2001:db8::1", false),
-            ("::ffff:169.254.169.254", true),
-            ("::ffff:0.0.0.0", true),
-            ("::ffff:100.100.100.200", true),
-            ("::ffff:224.0.0.1", true),
-            ("::ffff:127.0.0.1", false),
-            ("::ffff:8.8.8.8", false),
-            ("64:ff9b::169.254.169.254", true),
-            ("64:ff9b::8.8.8.8", false),
-        ] {
-            let addr: IpAddr = ip.parse().unwrap();
-            assert_eq!(is_blocked_ip(addr), blocked, "{ip}");
-        }
-    }
-
-    #[test]
-    fn blocked_host_names() {
-        for (host, blocked) in [
-            ("metadata.google.internal", true),
-            ("Metadata.Google.Internal", true),
-            ("metadata.google.internal.", true),
-            ("metadata.google.internal.example.com", false),
-            ("google.internal", false),
-            ("169.254.169.254", true),
-            ("[fe80::1]", true),
-            ("fe80::1", true),
-            ("[::1]", false),
-            ("localhost", false),
-            ("example.com", false),
-        ] {
-            assert_eq!(is_blocked_host(host), blocked, "{host}");
-        }
-    }
-
-    #[test]
-    fn resolved_addresses_are_all_or_nothing() {
-        let sock = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let good = vec![
-            sock("127.0.0.1:0"),
-            sock("[::1]:0"),
-            sock("93.184.216.34:443"),
-        ];
-        assert_eq!(reject_blocked(good.clone()).unwrap(), good);
-
-        let mixed = vec![sock("93.184.216.34:80"), sock("169.254.169.254:80")];
-        match reject_blocked(mixed) {
-            Err(ResolveError::BlockedAddress(ip)) => {
-                assert_eq!(ip, "169.254.169.254".parse::<IpAddr>().unwrap())
-            }
-            other => panic!("expected a blocked address, got {other:?}"),
-        }
-        for bad in ["[::ffff:169.254.169.254]:80", "[fe80::1]:80", "0.0.0.0:80"] {
-            let err = reject_blocked([sock("8.8.8.8:80"), sock(bad)]).unwrap_err();
-            assert!(err.is_blocked(), "{bad}");
-        }
-        assert!(matches!(
-            reject_blocked(Vec::new()),
-            Err(ResolveError::NoAddresses)
-        ));
     }
 
     #[test]

@@ -1,37 +1,17 @@
 //! Every error answers in the JSON envelope (README C6), including the ones the framework
 //! produces itself: unknown routes, wrong methods, rejected extractors, panics.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::json::payload_too_large;
-use crate::App;
 use crate::error::{ApiError, ErrorCode};
 
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NOT_FOUND, "No route matches this path")
-}
-
-/// Rejects a declared body over the limit before anything reads it.
-pub async fn limit_declared_body(
-    State(app): State<Arc<App>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > app.config.max_body_bytes as u64) {
-        return payload_too_large().into_response();
-    }
-    next.run(req).await
 }
 
 /// Rewrites an error response that is not already JSON into the envelope, keeping its headers

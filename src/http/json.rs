@@ -85,6 +85,7 @@ pub fn parse_body<T: DeserializeOwned>(
             }
         }
     };
+    super::validate::check_json_strings(&value)?;
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut field = err.path().to_string();
         let message = err.inner().to_string();

@@ -1,6 +1,7 @@
 //! Router assembly and the HTTP conventions every feature shares (spec README §3).
 
 pub mod auth;
+pub mod body;
 pub mod envelope;
 pub mod idempotency;
 pub mod json;
@@ -8,12 +9,13 @@ pub mod origin;
 pub mod paging;
 pub mod query;
 pub mod request_id;
+pub mod server;
 pub mod validate;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -122,12 +124,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::health::root_routes())
         .merge(metrics)
         .nest("/api/v1", api)
+        .route_layer(from_fn(validate::reject_control_characters))
         .fallback(envelope::not_found)
-        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
-        .layer(from_fn_with_state(
-            app.clone(),
-            envelope::limit_declared_body,
-        ))
+        .layer(from_fn_with_state(app.clone(), body::buffer))
         .layer(CatchPanicLayer::new())
         .layer(from_fn(envelope::ensure_json_errors))
         .layer(from_fn(run_to_completion))

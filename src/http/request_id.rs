@@ -1,5 +1,6 @@
-//! Request ids, request logging and request metrics. An incoming `x-request-id` is echoed when it is a sane token;
-//! otherwise one is generated. Every log line of the request carries it (through the span).
+//! Request ids, request logging and request metrics. An incoming `x-request-id` is echoed when it
+//! is a conservative token (letters, digits and `-_.:`, at most 128 characters); otherwise one is
+//! generated. Every log line of the request carries it (through the span).
 
 use std::time::Instant;
 
@@ -12,7 +13,10 @@ use tracing::Instrument;
 pub const HEADER: &str = "x-request-id";
 
 fn acceptable(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 pub async fn middleware(mut req: Request, next: Next) -> Response {
@@ -45,11 +49,34 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            // Microseconds as milliseconds: three decimals, no float noise.
+            latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
             "request completed"
         );
     });
     crate::metrics::record_request(&method, &route, response.status(), started.elapsed());
     response.headers_mut().insert(HEADER, header);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn only_conservative_ids_are_echoed() {
+        for id in ["abc", "req_01J9", "a-b_c.d:e", &"x".repeat(128)] {
+            assert!(acceptable(id), "{id}");
+        }
+        for id in [
+            "",
+            "abc%0d%0aSet-Cookie:%20x=1",
+            "a b",
+            "a/b",
+            "<script>",
+            &"x".repeat(129),
+        ] {
+            assert!(!acceptable(id), "{id}");
+        }
+    }
 }

@@ -1,5 +1,12 @@
 //! Field rules shared by every request body (spec README §3.2): non-blank strings, length
-//! limits, string lists.
+//! limits, string lists; and the one place that keeps control characters out of every string a
+//! request carries — body, path and query — so both backends store the same things (PostgreSQL
+//! cannot store NUL at all).
+
+use axum::extract::{RawPathParams, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -26,6 +33,103 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// C0 control characters other than tab, line feed and carriage return.
+pub fn is_forbidden_control(c: char) -> bool {
+    c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')
+}
+
+fn control_character(field: &str) -> ApiError {
+    ApiError::validation(
+        field,
+        "no control characters",
+        format!("{field} must not contain control characters (other than tab, CR and LF)"),
+    )
+    .with_reason("control-character")
+}
+
+/// Every string of a JSON body, keys included, is free of [`is_forbidden_control`] characters;
+/// the error names the first offending field (`labels.site`, `endpoints[0].label`).
+pub fn check_json_strings(value: &Value) -> Result<(), ApiError> {
+    fn walk(value: &Value, at: &mut String) -> Result<(), ApiError> {
+        match value {
+            Value::String(s) if s.chars().any(is_forbidden_control) => {
+                Err(control_character(if at.is_empty() { "body" } else { at }))
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = at.len();
+                    at.push_str(&format!("[{i}]"));
+                    walk(item, at)?;
+                    at.truncate(len);
+                }
+                Ok(())
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let len = at.len();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(key);
+                    if key.chars().any(is_forbidden_control) {
+                        return Err(control_character(at));
+                    }
+                    walk(item, at)?;
+                    at.truncate(len);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    walk(value, &mut String::new())
+}
+
+/// `machine_id` → `machineId`: route templates name parameters in snake_case, the API in
+/// camelCase.
+fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Route middleware: path parameters and query values (after percent-decoding) carry no
+/// [`is_forbidden_control`] characters, else `400 VALIDATION_ERROR` naming the parameter.
+pub async fn reject_control_characters(
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Ok(params) = &params {
+        for (name, value) in params {
+            if value.chars().any(is_forbidden_control) {
+                return control_character(&camel(name)).into_response();
+            }
+        }
+    }
+    if let Some(query) = req.uri().query() {
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if key.chars().any(is_forbidden_control) {
+                return control_character("query").into_response();
+            }
+            if value.chars().any(is_forbidden_control) {
+                return control_character(&key).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// A required non-blank string of at most `max` characters.
@@ -90,6 +194,27 @@ mod tests {
             assert_eq!(err.details["constraint"], constraint);
         }
         assert_eq!(optional_text("a", None, 3).unwrap(), None);
+    }
+
+    #[test]
+    fn control_characters_are_found_and_named() {
+        use serde_json::json;
+        assert!(check_json_strings(&json!({"a": "tab\there\r\n", "b": [1, "x"]})).is_ok());
+        for (body, field) in [
+            (json!({"displayName": "x\u{0}y"}), "displayName"),
+            (json!({"labels": {"site": "a\u{1b}[31m"}}), "labels.site"),
+            (
+                json!({"endpoints": [{}, {"label": "\u{7}"}]}),
+                "endpoints[1].label",
+            ),
+            (json!({"labels": {"k\u{0}": "v"}}), "labels.k\u{0}"),
+        ] {
+            let err = check_json_strings(&body).unwrap_err();
+            assert_eq!(err.details["field"], field, "{body}");
+            assert_eq!(err.details["reason"], "control-character");
+        }
+        assert_eq!(camel("machine_id"), "machineId");
+        assert_eq!(camel("provider_key"), "providerKey");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub async fn get_challenge(store: &Store, id: &str) -> Result<Option<Challenge>,
          FROM machine_identity_challenges WHERE id = $1",
     )
     .bind(id.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     row.as_ref().map(challenge_from).transpose()
 }

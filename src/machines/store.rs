@@ -115,7 +115,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<Machine>, sqlx::Error
         "SELECT {COLUMNS} FROM machines WHERE id = $1"
     )))
     .bind(id.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     row.as_ref().map(machine_from).transpose()
 }
@@ -135,7 +135,7 @@ pub async fn list_live(
     .bind(t)
     .bind(id)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(store)
     .await?;
     rows.iter().map(machine_from).collect()
 }
@@ -146,7 +146,7 @@ pub async fn live_identity_exists(store: &Store, identity_ref: &str) -> Result<b
         "SELECT id FROM machines WHERE identity_ref = $1 AND status <> 'archived'",
     )
     .bind(identity_ref.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     Ok(found.is_some())
 }

@@ -41,7 +41,7 @@ pub async fn get_challenge(
          FROM agent_pairing_challenges WHERE id = $1",
     )
     .bind(id.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     let Some(row) = row else { return Ok(None) };
     Ok(Some(PairingChallenge {
@@ -189,7 +189,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<AgentPairing>, sqlx::
         "SELECT {COLUMNS} FROM agent_pairings WHERE id = $1"
     )))
     .bind(id.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     row.as_ref().map(pairing_from).transpose()
 }

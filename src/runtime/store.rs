@@ -121,7 +121,7 @@ pub async fn get(
     )))
     .bind(machine_id.to_string())
     .bind(provider_key.to_string())
-    .fetch_optional(store.pool())
+    .fetch_optional(store)
     .await?;
     row.as_ref().map(endpoint_from).transpose()
 }
@@ -237,7 +237,7 @@ pub async fn probe_candidates(store: &Store, now_ms: i64) -> Result<Vec<Endpoint
             .join(", ")
     )))
     .bind(now_ms)
-    .fetch_all(store.pool())
+    .fetch_all(store)
     .await?;
     rows.iter().map(endpoint_from).collect()
 }

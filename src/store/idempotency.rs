@@ -46,7 +46,7 @@ pub async fn reserve(
         .bind(now_ms)
         .bind(now_ms - RETENTION_MS)
         .bind(now_ms - ABANDONED_AFTER_MS)
-        .execute(store.pool())
+        .execute(store)
         .await?
         .rows_affected();
         if taken == 1 {
@@ -57,7 +57,7 @@ pub async fn reserve(
              FROM idempotency_records WHERE scope = $1",
         )
         .bind(scope.to_string())
-        .fetch_optional(store.pool())
+        .fetch_optional(store)
         .await?;
         // Released between our insert and read: try again.
         let Some(row) = row else { continue };
@@ -113,7 +113,7 @@ pub async fn complete(
         .bind(claim.to_string())
         .bind(i64::from(status))
         .bind(sealed_body.to_string())
-        .execute(store.pool())
+        .execute(store)
         .await?;
     Ok(())
 }
@@ -125,7 +125,7 @@ pub async fn release(store: &Store, scope: &str, claim: &str) -> Result<(), sqlx
     )
     .bind(scope.to_string())
     .bind(claim.to_string())
-    .execute(store.pool())
+    .execute(store)
     .await?;
     Ok(())
 }
@@ -135,7 +135,7 @@ pub async fn purge_expired(store: &Store, now_ms: i64) -> Result<u64, sqlx::Erro
     Ok(
         sqlx::query("DELETE FROM idempotency_records WHERE created_at < $1")
             .bind(now_ms - RETENTION_MS)
-            .execute(store.pool())
+            .execute(store)
             .await?
             .rows_affected(),
     )

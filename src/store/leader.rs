@@ -20,7 +20,7 @@ pub async fn try_acquire(
     .bind(holder.to_string())
     .bind(now_ms + lease_ms)
     .bind(now_ms)
-    .execute(store.pool())
+    .execute(store)
     .await?
     .rows_affected();
     Ok(updated == 1)
@@ -31,7 +31,7 @@ pub async fn release(store: &Store, holder: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE background_leader SET expires_at = 0 WHERE name = $1 AND holder = $2")
         .bind(NAME)
         .bind(holder.to_string())
-        .execute(store.pool())
+        .execute(store)
         .await?;
     Ok(())
 }
@@ -41,7 +41,7 @@ pub async fn is_held(store: &Store, now_ms: i64) -> Result<bool, sqlx::Error> {
     let expires: Option<i64> =
         sqlx::query_scalar("SELECT expires_at FROM background_leader WHERE name = $1")
             .bind(NAME)
-            .fetch_optional(store.pool())
+            .fetch_optional(store)
             .await?;
     Ok(expires.is_some_and(|e| e >= now_ms))
 }

@@ -5,20 +5,22 @@
 
 pub mod idempotency;
 pub mod leader;
+mod pool;
 pub mod secrets;
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt, TryStreamExt, stream};
+use sqlx::any::{
+    AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, install_default_drivers,
+};
+use sqlx::{Any, AnyConnection, ConnectOptions, Either, Execute, Executor};
 
 use crate::config::DatabaseTarget;
-
-/// A write transaction. Every state change and its audit events commit in one of these.
-pub type Tx = sqlx::Transaction<'static, Any>;
-
-/// A connection held from the pool (see [`Store::acquire`]).
-pub type Conn = sqlx::pool::PoolConnection<Any>;
+pub use pool::{Conn, Tx, timed_out};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -26,10 +28,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// The database. Cloning shares the pool. `&Store` is an executor: each statement takes a
+/// pooled connection for its own duration.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pool: pool::Pool,
     backend: Backend,
+    options: AnyConnectOptions,
+    deadline: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,8 @@ pub enum StoreStartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("invalid DATABASE_URL: {0}")]
+    Url(String),
     #[error("database unreachable after {waited_s} s: {cause}")]
     Unreachable { waited_s: u64, cause: String },
     #[error("database migration failed: {0}")]
@@ -48,11 +56,33 @@ pub enum StoreStartError {
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// How the pool is sized and bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// The deadline of every statement and of every checkout (`PEAQOS_DATABASE_TIMEOUT_MS`).
+    pub deadline: Duration,
+    pub max_connections: usize,
+}
+
+impl PoolSettings {
+    pub fn for_backend(backend: Backend, deadline: Duration) -> PoolSettings {
+        PoolSettings {
+            deadline,
+            max_connections: match backend {
+                Backend::Postgres => 16,
+                Backend::Sqlite => 8,
+            },
+        }
+    }
+}
+
 impl Store {
-    /// Opens the pool, retrying an unreachable database until `wait` has passed.
+    /// Opens the pool, retrying an unreachable database until `wait` has passed. Statements and
+    /// checkouts are bounded by `deadline`.
     pub async fn connect(
         target: &DatabaseTarget,
         wait: Duration,
+        deadline: Duration,
     ) -> Result<Store, StoreStartError> {
         install_default_drivers();
         let (url, backend) = match target {
@@ -70,38 +100,31 @@ impl Store {
                 )
             }
         };
-
-        let options = AnyPoolOptions::new()
-            // A short acquire timeout turns a dead database into a prompt 503, not a hang.
-            .acquire_timeout(Duration::from_secs(3))
-            // No ping before every checkout (a round trip per query): a connection that broke
-            // fails its query with an I/O error, which answers 503 and is not reused.
-            .test_before_acquire(false)
-            .max_connections(match backend {
-                Backend::Postgres => 16,
-                Backend::Sqlite => 8,
-            });
-        let options = if backend == Backend::Sqlite {
-            options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the one writer; the busy timeout makes writers
-                    // from several processes queue instead of failing.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            })
-        } else {
-            options
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|err| StoreStartError::Url(redact_url(&err.to_string(), &url)))?
+            .disable_statement_logging();
+        let settings = PoolSettings::for_backend(backend, deadline);
+        let pool = pool::Pool::builder(pool::Connector {
+            options: options.clone(),
+            backend,
+            deadline,
+        })
+        .max_size(settings.max_connections)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreStartError::Url(err.to_string()))?;
+        let store = Store {
+            pool,
+            backend,
+            options,
+            deadline,
         };
 
         let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(200);
         loop {
-            match options.clone().connect(&url).await {
-                Ok(pool) => return Ok(Store { pool, backend }),
+            match store.acquire().await {
+                Ok(_) => return Ok(store),
                 Err(err) if started.elapsed() < wait => {
                     tracing::warn!(error = %redact_url(&err.to_string(), &url), "database not reachable yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -117,12 +140,22 @@ impl Store {
         }
     }
 
+    /// Applies the migrations, on a connection of their own (outside the pool and its
+    /// statement deadline: a migration may take long).
     pub async fn migrate(&self) -> Result<(), StoreStartError> {
         let migrator = match self.backend {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        let mut conn: AnyConnection =
+            self.options
+                .connect()
+                .await
+                .map_err(|err| StoreStartError::Unreachable {
+                    waited_s: 0,
+                    cause: err.to_string(),
+                })?;
+        migrator.run(&mut conn).await?;
         Ok(())
     }
 
@@ -130,8 +163,15 @@ impl Store {
         self.backend
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The statement deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Connections open and idle, and the pool's maximum, for metrics.
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available, status.max_size)
     }
 
     /// Begins a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so
@@ -141,38 +181,105 @@ impl Store {
         self.begin_on(conn).await
     }
 
-    /// One connection for a request that reads, then writes ([`Store::begin_on`]). Each
-    /// connection returned to the pool costs a round trip (sqlx tests it on release), so a hot
-    /// path that reads before it writes keeps one connection throughout.
+    /// One connection for a request that reads, then writes ([`Store::begin_on`]).
     pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
-        self.pool.acquire().await
+        match tokio::time::timeout(self.deadline, self.pool.get()).await {
+            Ok(Ok(object)) => Ok(Conn::new(object, self.deadline)),
+            Ok(Err(err)) => Err(pool::pool_error(err)),
+            Err(_) => Err(timed_out()),
+        }
     }
 
     /// Begins a write transaction (as [`Store::begin`]) on a connection already held.
     pub async fn begin_on(&self, conn: Conn) -> Result<Tx, sqlx::Error> {
         let statement = match self.backend {
-            Backend::Postgres => None,
-            Backend::Sqlite => Some(sqlx::AssertSqlSafe("BEGIN IMMEDIATE").into_sql_str()),
+            Backend::Postgres => "BEGIN",
+            Backend::Sqlite => "BEGIN IMMEDIATE",
         };
-        // What `Pool::begin` does with a connection it has just acquired (sqlx keeps
-        // `Transaction::begin` public but hidden from its docs).
-        sqlx::Transaction::begin(
-            sqlx::pool::MaybePoolConnection::PoolConnection(conn),
-            statement,
-        )
-        .await
+        Tx::begin(conn, statement).await
     }
 
     /// A trivial query, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(self).await.map(|_| ())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool.close();
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl<'c> Executor<'c> for &'c Store {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let results = async move {
+            let mut conn = self.acquire().await?;
+            (&mut conn).fetch_many(query).try_collect::<Vec<_>>().await
+        };
+        stream::once(results)
+            .map_ok(|items| stream::iter(items.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        async move {
+            let mut conn = self.acquire().await?;
+            (&mut conn).fetch_optional(query).await
+        }
+        .boxed()
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        async move {
+            let mut conn = self.acquire().await?;
+            (&mut conn).prepare_with(sql, parameters).await
+        }
+        .boxed()
+    }
+
+    fn describe<'e>(
+        self,
+        sql: sqlx::SqlStr,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        async move {
+            let mut conn = self.acquire().await?;
+            (&mut conn).describe(sql).await
+        }
+        .boxed()
     }
 }
 
@@ -234,7 +341,7 @@ pub async fn machine_page<T>(
     .bind(t)
     .bind(id)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(store)
     .await?;
     rows.iter().map(from_row).collect()
 }

@@ -17,13 +17,13 @@ pub async fn get_or_insert(
     .bind(name.to_string())
     .bind(candidate.to_string())
     .bind(now_ms)
-    .execute(store.pool())
+    .execute(store)
     .await?
     .rows_affected()
         == 1;
     let value: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
         .bind(name.to_string())
-        .fetch_one(store.pool())
+        .fetch_one(store)
         .await?;
     Ok((value, inserted))
 }

@@ -184,6 +184,50 @@ impl TestServer {
             .unwrap()
     }
 
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// An `active` machine, on a server started with
+    /// `PEAQOS_MACHINE_IDENTITY_VERIFICATION=disabled` (no proof, no MCR).
+    pub async fn unverified_active_machine(&self) -> String {
+        let did = format!("did:peaq:{}", rand_u64());
+        let body = serde_json::json!({"displayName": "m", "ownerId": "o", "machineType": "t",
+            "runtimeProfile": "r", "identityRef": did});
+        let machine = expect_json(
+            self.post_json("/api/v1/machines", &body).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let id = machine["item"]["id"].as_str().unwrap().to_string();
+        expect_json(
+            self.patch_json(
+                &format!("/api/v1/machines/{id}"),
+                &serde_json::json!({"status": "active"}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        id
+    }
+
     /// Stops serving (in-flight requests complete) and keeps the database.
     pub async fn stop_keep_db(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {
@@ -224,6 +268,19 @@ pub async fn json_of(response: Response) -> Value {
         "status {status}, body {text}"
     );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts `status` and returns the JSON body.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body = json_of(response).await;
+    assert_eq!(actual, status, "body: {body}");
+    body
+}
+
+/// A random positive integer, for identities and names no other test uses.
+pub fn rand_u64() -> u64 {
+    u64::from_le_bytes(peaqos_orchestrator::store::random_bytes::<8>()) >> 1
 }
 
 /// Asserts an error envelope with `status` and `code`, and returns the `error` object.
