@@ -73,6 +73,51 @@ error_codes! {
     SERVICE_UNAVAILABLE => 503,
 }
 
+/// The errors a route can answer beyond those every route can (spec README §3.12), by code. The
+/// OpenAPI document groups them by status (`openapi.rs`).
+pub type RouteErrors = &'static [(&'static str, &'static str, &'static [ErrorCode])];
+
+/// The spec's shorthands, for [`RouteErrors`] tables.
+pub mod sets {
+    use super::ErrorCode::{self, *};
+
+    /// "the Gate B errors".
+    pub const GATE_B: &[ErrorCode] = &[
+        NOT_FOUND,
+        MACHINE_NOT_ACTIVE,
+        MACHINE_IDENTITY_PROOF_REQUIRED,
+        MACHINE_NOT_ACTIVATED,
+        PEAQOS_IDENTITY_UNAVAILABLE,
+    ];
+    /// "the token errors" (platform auth answers when there is no token).
+    pub const TOKEN: &[ErrorCode] = &[
+        AGENT_AUTH_REQUIRED,
+        AGENT_AUTH_INVALID,
+        AGENT_AUTH_EXPIRED,
+        AGENT_PAIRING_INACTIVE,
+        AGENT_PAIRING_UNAVAILABLE,
+        AUTH_REQUIRED,
+        AUTH_INVALID,
+    ];
+    /// "the Gate C errors" beyond Gate B.
+    pub const GATE_C: &[ErrorCode] = &[AGENT_PAIRING_REQUIRED, AGENT_PAIRING_INACTIVE];
+}
+
+/// The error envelope every error answers with (OpenAPI schema).
+#[derive(utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorObject,
+}
+
+#[derive(utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// One of the codes of the code table, e.g. `NOT_FOUND`.
+    pub code: String,
+    pub message: String,
+    /// `field`, `constraint`, `reason`, `resource`, `id`, `status`, … when they apply.
+    pub details: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
 /// The fixed message of every `INTERNAL_ERROR`: internals stay in the logs.
 const INTERNAL_MESSAGE: &str = "Internal server error";
 

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod catalog;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -12,12 +13,15 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod machines;
+pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod pairings;
+pub mod routes;
 pub mod runtime;
 pub mod store;
+pub mod wire;
 pub mod worker;
 
 use std::future::Future;
@@ -50,6 +54,8 @@ pub struct App {
     /// addresses, and checks network scopes by the address connected to.
     pub outbound: clients::outbound::Outbound,
     pub worker: worker::WorkerState,
+    /// The catalogue, loaded and validated at start-up; read-only.
+    pub catalog: catalog::Catalog,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,8 @@ pub enum StartError {
     HttpClient(reqwest::Error),
     #[error("cannot serve: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("the catalogue is invalid:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Catalog(Vec<catalog::load::Problem>),
 }
 
 /// How long start-up waits for an unreachable database.
@@ -72,6 +80,9 @@ const SESSION_SECRET_NAME: &str = "agent-pairing-session-secret";
 impl App {
     /// Connects, migrates and loads what the server needs before it takes requests.
     pub async fn start(config: Config, clock: Clock) -> Result<Arc<App>, StartError> {
+        let (catalog, counts) = catalog::load::load(config.catalog_dir.as_deref(), clock.now_ms())
+            .map_err(StartError::Catalog)?;
+        tracing::info!(%counts, "catalogue loaded");
         let store = Store::connect(
             &config.database,
             DATABASE_WAIT,
@@ -126,6 +137,7 @@ impl App {
             mcr,
             outbound,
             worker: worker::WorkerState::default(),
+            catalog,
         }))
     }
 }
@@ -137,13 +149,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     metrics::init();
-    let router = http::router(app.clone());
+    let router = routes::router(app.clone());
     let metrics_listener = match app.config.metrics_addr {
         Some(addr) => Some(TcpListener::bind(addr).await?),
         None => None,
     };
     let metrics_server = metrics_listener.map(|listener| {
-        let router = http::metrics_router(app.clone());
+        let router = routes::metrics_router(app.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {
                 tracing::error!(error = %err, "the metrics listener stopped");

@@ -31,6 +31,38 @@ enum Command {
     Healthcheck,
     /// Print the OpenAPI 3.1 document (the committed openapi.json).
     Openapi,
+    /// Work with the service catalogue.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Validate the built-in catalogue plus the *.json files of DIR (default: PEAQOS_CATALOG_DIR)
+    /// as start-up would; print what loaded, or every problem and exit non-zero.
+    Check {
+        #[arg(env = "PEAQOS_CATALOG_DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn check_catalog(dir: Option<&std::path::Path>) -> ExitCode {
+    let now = Clock::default().now_ms();
+    match peaqos_orchestrator::catalog::load::load(dir, now) {
+        Ok((_, counts)) => {
+            println!("catalogue valid: {counts}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            println!("catalogue invalid: {} problem(s)", problems.len());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -54,9 +86,18 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Openapi) = cli.command {
-        print!("{}", peaqos_orchestrator::openapi::pretty_json());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", peaqos_orchestrator::openapi::pretty_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Catalog {
+            command: CatalogCommand::Check { dir },
+        }) => {
+            let _ = dotenvy::dotenv();
+            return check_catalog(dir.as_deref());
+        }
+        _ => {}
     }
     // A `.env` in the working directory fills in variables the environment does not set.
     let _ = dotenvy::dotenv();
@@ -73,7 +114,9 @@ async fn main() -> ExitCode {
         Command::Serve => run_server(config).await,
         Command::Migrate => migrate(config).await,
         Command::Healthcheck => healthcheck(config).await,
-        Command::Openapi => unreachable!("answered before configuration is read"),
+        Command::Openapi | Command::Catalog { .. } => {
+            unreachable!("answered before configuration is read")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -78,6 +78,15 @@ pub fn record_heartbeat(result: Result<(), &str>) {
     }
 }
 
+/// Prometheus text exposition of this process.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub(crate) async fn serve(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<App>>,
+) -> Response {
+    render(&app)
+}
+
 /// Renders the text exposition, after reading the values that live elsewhere.
 pub fn render(app: &App) -> Response {
     let (size, idle, max) = app.store.pool_status();

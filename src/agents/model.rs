@@ -82,3 +82,19 @@ pub struct HeartbeatResponse {
     pub item: HeartbeatItem,
     pub endpoints: Vec<RuntimeEndpoint>,
 }
+
+/// `POST /machine-agents/heartbeat`. Endpoint keys may also be sent in snake_case; `null` means
+/// absent; `leaseTtlSeconds` is an alias of `leaseSeconds`.
+#[derive(utoipa::ToSchema)]
+#[allow(non_snake_case)]
+pub struct HeartbeatRequest {
+    pub machineId: String,
+    pub agentId: String,
+    /// Or `Authorization: Bearer …`, or `x-agent-pairing-token`.
+    pub agentToken: Option<String>,
+    #[schema(minimum = 30, maximum = 86400)]
+    pub leaseSeconds: Option<i64>,
+    #[schema(minimum = 30, maximum = 86400)]
+    pub leaseTtlSeconds: Option<i64>,
+    pub endpoints: Option<Vec<crate::runtime::model::EndpointFields>>,
+}

@@ -11,6 +11,9 @@ use super::model::Enroll;
 use super::service::{self, PresentedTokens};
 use crate::App;
 use crate::error::ApiResult;
+use crate::error::ErrorCode::*;
+use crate::error::RouteErrors;
+use crate::error::sets::GATE_B;
 use crate::http::Item;
 use crate::http::idempotency::{Idempotency, commit};
 use crate::http::json::ApiJson;
@@ -30,19 +33,39 @@ pub fn heartbeat_routes() -> Router<Arc<App>> {
     Router::new().route("/machine-agents/heartbeat", post(heartbeat))
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[
+    ("GET", "/api/v1/machines/{machineId}/agents", GATE_B),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agents/enrollment",
+        GATE_B,
+    ),
+    (
+        "DELETE",
+        "/api/v1/machines/{machineId}/agents/{agentId}",
+        &[NOT_FOUND],
+    ),
+    ("POST", "/api/v1/machine-agents/heartbeat", GATE_B),
+    (
+        "POST",
+        "/api/v1/machine-agents/heartbeat",
+        &[
+            AGENT_AUTH_REQUIRED,
+            AGENT_AUTH_INVALID,
+            AGENT_PAIRING_INACTIVE,
+            AGENT_POLICY_DENIED,
+        ],
+    ),
+];
+
 #[utoipa::path(
     get,
     path = "/api/v1/machines/{machineId}/agents",
     tag = "machine-agents",
-    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    params(("machineId" = String, Path, description = "mach_…"), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Agents, oldest first; never with tokens", body = crate::http::paging::ListPage<crate::agents::model::MachineAgent>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "Agents, oldest first; never with tokens", body = crate::http::paging::ListPage<crate::agents::model::MachineAgent>)
     )
 )]
 pub(crate) async fn list(
@@ -64,13 +87,7 @@ pub(crate) async fn list(
     params(("machineId" = String, Path, description = "mach_…")),
     request_body = crate::agents::model::Enroll,
     responses(
-        (status = 201, description = "The agent with its one-time agentToken (also as provisioningToken)", body = crate::http::Item<crate::agents::model::MachineAgent>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "The agent with its one-time agentToken (also as provisioningToken)", body = crate::http::Item<crate::agents::model::MachineAgent>)
     )
 )]
 pub(crate) async fn enroll(
@@ -96,9 +113,7 @@ pub(crate) async fn enroll(
     tag = "machine-agents",
     params(("machineId" = String, Path, description = "mach_…"), ("agentId" = String, Path, description = "mag_…")),
     responses(
-        (status = 204, description = "Revoked"),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope)
+        (status = 204, description = "Revoked")
     )
 )]
 pub(crate) async fn revoke(
@@ -115,16 +130,10 @@ pub(crate) async fn revoke(
     post,
     path = "/api/v1/machine-agents/heartbeat",
     tag = "machine-agents",
-    request_body = crate::openapi::HeartbeatRequest,
+    request_body = crate::agents::model::HeartbeatRequest,
     security(()),
     responses(
-        (status = 200, description = "The agent, the lease applied and the endpoints it owns", body = crate::agents::model::HeartbeatResponse),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "The agent, the lease applied and the endpoints it owns", body = crate::agents::model::HeartbeatResponse)
     )
 )]
 pub(crate) async fn heartbeat(

@@ -4,8 +4,8 @@ use sqlx::any::AnyRow;
 
 use super::model::{AgentStatus, MachineAgent};
 use crate::clock::format_ms;
-use crate::http::paging::Position;
 use crate::machines::{self, model::Machine};
+use crate::store::Position;
 use crate::store::{Columns, Conn, Store, Tx, qualified};
 
 /// Every column, in the order `agent_at` reads them.

@@ -3,6 +3,7 @@
 
 pub mod model;
 pub(crate) mod routes;
+mod service;
 mod store;
 
 pub use model::{Actor, NewAuditEvent};

@@ -45,3 +45,12 @@ pub struct AuditEvent {
     #[serde(skip)]
     pub created_at_ms: i64,
 }
+
+/// The exact-match filters of `GET /audit-events`.
+#[derive(Debug, Default)]
+pub struct Filters<'a> {
+    pub event_type: Option<&'a str>,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub machine_id: Option<&'a str>,
+}

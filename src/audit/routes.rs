@@ -6,26 +6,28 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::store::{self, Filters};
+use super::model::Filters;
+use super::service;
 use crate::App;
 use crate::error::ApiResult;
-use crate::http::paging::{PageRequest, Position};
+use crate::error::RouteErrors;
+use crate::http::paging::PageRequest;
 use crate::http::query::QueryParams;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/audit-events", get(list))
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[];
+
 #[utoipa::path(
     get,
     path = "/api/v1/audit-events",
     tag = "audit",
-    params(("type" = Option<String>, Query), ("resourceType" = Option<String>, Query), ("resourceId" = Option<String>, Query), ("machineId" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    params(("type" = Option<String>, Query), ("resourceType" = Option<String>, Query), ("resourceId" = Option<String>, Query), ("machineId" = Option<String>, Query), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Audit events, newest first", body = crate::http::paging::ListPage<crate::audit::model::AuditEvent>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "Audit events, newest first", body = crate::http::paging::ListPage<crate::audit::model::AuditEvent>)
     )
 )]
 pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
@@ -45,10 +47,6 @@ pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> Api
             filters.machine_id.unwrap_or_default(),
         ],
     )?;
-    let events = store::list(&app.store, &filters, &page).await?;
-    let page = page.finish(events, |e| Position {
-        t: e.created_at_ms,
-        id: e.id.clone(),
-    });
+    let page = service::list(&app, &filters, &page).await?;
     Ok(crate::http::json(StatusCode::OK, &page))
 }

@@ -1,10 +1,9 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::model::{AuditEvent, NewAuditEvent};
+use super::model::{AuditEvent, Filters, NewAuditEvent};
 use crate::clock::format_ms;
-use crate::http::paging::PageRequest;
-use crate::store::{SqlBuilder, Store, Tx, new_id};
+use crate::store::{Position, SqlBuilder, Store, Tx, new_id};
 
 pub async fn insert(tx: &mut Tx, now_ms: i64, event: NewAuditEvent) -> Result<String, sqlx::Error> {
     let id = new_id("evt_");
@@ -26,19 +25,12 @@ pub async fn insert(tx: &mut Tx, now_ms: i64, event: NewAuditEvent) -> Result<St
     Ok(id)
 }
 
-#[derive(Debug, Default)]
-pub struct Filters<'a> {
-    pub event_type: Option<&'a str>,
-    pub resource_type: Option<&'a str>,
-    pub resource_id: Option<&'a str>,
-    pub machine_id: Option<&'a str>,
-}
-
 /// Newest first; the keyset is `(created_at, id)` descending.
 pub async fn list(
     store: &Store,
     filters: &Filters<'_>,
-    page: &PageRequest,
+    after: Option<&Position>,
+    limit: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
     let mut sql = SqlBuilder::new(
         "SELECT id, actor, type, resource_type, resource_id, machine_id, payload, created_at
@@ -57,7 +49,7 @@ pub async fn list(
                 .bind(value.to_string());
         }
     }
-    if let Some(after) = &page.after {
+    if let Some(after) = after {
         sql.push(" AND (created_at < ")
             .bind(after.t)
             .push(" OR (created_at = ")
@@ -67,7 +59,7 @@ pub async fn list(
             .push("))");
     }
     sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .bind(page.fetch_limit());
+        .bind(limit);
     let rows = sql.build().fetch_all(store).await?;
     rows.iter()
         .map(|row| {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::App;
+use utoipa::ToSchema;
 
 /// `GET /health` at the host root.
 pub fn root_routes() -> Router<Arc<App>> {
@@ -27,14 +28,14 @@ pub fn api_routes() -> Router<Arc<App>> {
 
 /// Liveness only, at the host root.
 #[utoipa::path(get, path = "/health", tag = "health", security(()),
-    responses((status = 200, description = "The process is alive", body = crate::openapi::Health)))]
+    responses((status = 200, description = "The process is alive", body = crate::health::Health)))]
 pub(crate) async fn root_health() -> Response {
     health().await
 }
 
 /// Liveness only: the database is not touched.
 #[utoipa::path(get, path = "/api/v1/health", tag = "health", security(()),
-    responses((status = 200, description = "The process is alive", body = crate::openapi::Health)))]
+    responses((status = 200, description = "The process is alive", body = crate::health::Health)))]
 pub(crate) async fn health() -> Response {
     crate::http::json(StatusCode::OK, &json!({ "ok": true }))
 }
@@ -61,8 +62,8 @@ impl Check {
 
 #[utoipa::path(get, path = "/api/v1/readiness", tag = "health", security(()),
     responses(
-        (status = 200, description = "Every check passes", body = crate::openapi::Readiness),
-        (status = 503, description = "A check fails", body = crate::openapi::Readiness)
+        (status = 200, description = "Every check passes", body = crate::health::Readiness),
+        (status = 503, description = "A check fails", body = crate::health::Readiness)
     ))]
 pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
     let store_failure = match tokio::time::timeout(STORE_TIMEOUT, app.store.ping()).await {
@@ -90,10 +91,24 @@ pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
         },
     };
 
+    let catalog_failure =
+        (app.catalog.service_count() == 0).then_some("the catalogue has no service");
+    let skills_failure = if !app.catalog.skills_have_manifests() {
+        Some("a catalogue skill has no manifest")
+    } else if store_failure.is_some() {
+        Some("cannot read skill configs")
+    } else {
+        match crate::catalog::service::skill_states(&app).await {
+            Ok(_) => None,
+            Err(_) => Some("cannot read skill configs"),
+        }
+    };
     let checks = [
         Check::new("store", store_failure),
+        Check::new("catalog", catalog_failure),
         Check::new("auth", auth_failure),
         Check::new("runtime", runtime_failure),
+        Check::new("skills", skills_failure),
     ];
     if checks.iter().all(|c| c.message.is_none()) {
         crate::http::json(
@@ -110,4 +125,27 @@ pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
             }),
         )
     }
+}
+
+#[derive(ToSchema)]
+pub struct Health {
+    pub ok: bool,
+}
+
+#[derive(ToSchema)]
+pub struct ReadinessCheck {
+    pub name: String,
+    /// `pass` or `fail`.
+    pub status: String,
+    /// Present only on a failing check.
+    pub message: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub checks: Vec<ReadinessCheck>,
+    /// Present only on a 503.
+    pub error: Option<crate::error::ErrorObject>,
 }

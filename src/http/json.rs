@@ -85,6 +85,12 @@ pub fn parse_body<T: DeserializeOwned>(
             }
         }
     };
+    decode(value)
+}
+
+/// Decodes a JSON object already read (and checked) as `T`, with the errors of [`ApiJson`]:
+/// control characters refused, and type errors naming the field.
+pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     super::validate::check_json_strings(&value)?;
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut field = err.path().to_string();

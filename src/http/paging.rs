@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::query::QueryParams;
 use crate::error::ApiError;
+pub use crate::store::Position;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 500;
@@ -20,17 +21,28 @@ pub struct ListPage<T> {
     pub next_cursor: Option<String>,
 }
 
-/// A keyset position: the `(createdAt, id)` of the last item served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub t: i64,
-    pub id: String,
+/// `limit` and `cursor`, as every list endpoint takes them (OpenAPI parameters).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// 1..500, default 100.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
 }
 
+/// A cursor's position: `{"t": createdAt, "id": id}` for time-ordered lists, `{"k": key}` for
+/// catalogue lists ordered by key.
 #[derive(Serialize, Deserialize)]
 struct CursorToken {
-    t: i64,
-    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
     /// Fingerprint of the endpoint and filters; a cursor is valid only with the same ones.
     f: String,
 }
@@ -39,7 +51,10 @@ struct CursorToken {
 #[derive(Debug)]
 pub struct PageRequest {
     pub limit: usize,
+    /// The `(createdAt, id)` position of a time-ordered list.
     pub after: Option<Position>,
+    /// The last key served by a list ordered by key.
+    pub after_key: Option<String>,
     scope: String,
 }
 
@@ -61,8 +76,8 @@ impl PageRequest {
                 })?,
         };
         let scope = fingerprint(scope);
-        let after = match query.get("cursor") {
-            None => None,
+        let (after, after_key) = match query.get("cursor") {
+            None => (None, None),
             Some(raw) => {
                 let token: CursorToken = URL_SAFE_NO_PAD
                     .decode(raw)
@@ -80,17 +95,66 @@ impl PageRequest {
                     )
                     .with_reason("cursor-filter-mismatch"));
                 }
-                Some(Position {
-                    t: token.t,
-                    id: token.id,
-                })
+                match token {
+                    CursorToken {
+                        t: Some(t),
+                        id: Some(id),
+                        ..
+                    } => (Some(Position { t, id }), None),
+                    CursorToken { k: Some(k), .. } => (None, Some(k)),
+                    _ => {
+                        return Err(ApiError::validation(
+                            "cursor",
+                            "cursor",
+                            "cursor is malformed",
+                        )
+                        .with_reason("invalid-cursor"));
+                    }
+                }
             }
         };
         Ok(PageRequest {
             limit,
             after,
+            after_key,
             scope,
         })
+    }
+
+    /// A page of a list ordered by key: the items after `after_key`, and the cursor of the next
+    /// page when there is one. `items` yields `(key, item)` in key order.
+    pub fn keyed<'a, T: 'a>(&self, items: impl Iterator<Item = (&'a str, T)>) -> ListPage<T> {
+        let mut page: Vec<T> = Vec::with_capacity(self.limit.min(64));
+        let mut last_key: Option<&str> = None;
+        let mut more = false;
+        for (key, item) in items
+            .skip_while(|(key, _)| self.after_key.as_deref().is_some_and(|after| *key <= after))
+        {
+            if page.len() == self.limit {
+                more = true;
+                break;
+            }
+            last_key = Some(key);
+            page.push(item);
+        }
+        let next_cursor = match (more, last_key) {
+            (true, Some(key)) => Some(self.key_cursor(key)),
+            _ => None,
+        };
+        ListPage {
+            items: page,
+            next_cursor,
+        }
+    }
+
+    fn key_cursor(&self, key: &str) -> String {
+        let token = CursorToken {
+            t: None,
+            id: None,
+            k: Some(key.to_string()),
+            f: self.scope.clone(),
+        };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("cursor serialises"))
     }
 
     /// How many rows to fetch: one more than the page, to learn whether another page exists.
@@ -115,8 +179,9 @@ impl PageRequest {
     /// The cursor of a page that continues after `position`.
     pub fn cursor_at(&self, position: Position) -> String {
         let token = CursorToken {
-            t: position.t,
-            id: position.id,
+            t: Some(position.t),
+            id: Some(position.id),
+            k: None,
             f: self.scope.clone(),
         };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("cursor serialises"))
@@ -167,6 +232,33 @@ mod tests {
         for bad in ["cursor=%%%", "cursor=bm90LWpzb24", "cursor=e30"] {
             assert_eq!(request(bad, &["e"]).unwrap_err().details["field"], "cursor");
         }
+    }
+
+    #[test]
+    fn keyed_pages_continue_after_the_last_key() {
+        let keys = ["a", "b", "c", "d", "e"];
+        let page = request("limit=2", &["skills"]).unwrap();
+        let out = page.keyed(keys.iter().map(|k| (*k, *k)));
+        assert_eq!(out.items, ["a", "b"]);
+        let cursor = out.next_cursor.unwrap();
+        let next = request(&format!("limit=2&cursor={cursor}"), &["skills"]).unwrap();
+        let out = next.keyed(keys.iter().map(|k| (*k, *k)));
+        assert_eq!(out.items, ["c", "d"]);
+        let last = request(
+            &format!("limit=2&cursor={}", out.next_cursor.unwrap()),
+            &["skills"],
+        )
+        .unwrap();
+        let out = last.keyed(keys.iter().map(|k| (*k, *k)));
+        assert_eq!(out.items, ["e"]);
+        assert!(out.next_cursor.is_none());
+        let exact = request("limit=5", &["skills"])
+            .unwrap()
+            .keyed(keys.iter().map(|k| (*k, *k)));
+        assert!(
+            exact.next_cursor.is_none(),
+            "a full last page has no cursor"
+        );
     }
 
     #[test]

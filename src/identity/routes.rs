@@ -10,7 +10,8 @@ use super::model::CreateChallenge;
 use super::refs::IdentityRef;
 use super::service;
 use crate::App;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ErrorCode::*;
+use crate::error::{ApiError, ApiResult, RouteErrors};
 use crate::http::Item;
 use crate::http::idempotency::{Idempotency, commit};
 use crate::http::json::ApiJson;
@@ -20,18 +21,20 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/machine-identity/challenges", post(create_challenge))
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[(
+    "POST",
+    "/api/v1/machine-identity/challenges",
+    &[MACHINE_NOT_ACTIVATED, PEAQOS_IDENTITY_UNAVAILABLE],
+)];
+
 #[utoipa::path(
     post,
     path = "/api/v1/machine-identity/challenges",
     tag = "machines",
     request_body = crate::identity::model::CreateChallenge,
     responses(
-        (status = 201, description = "A single-use challenge for a controller of the identity to sign", body = crate::http::Item<crate::identity::model::ChallengeView>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "A single-use challenge for a controller of the identity to sign", body = crate::http::Item<crate::identity::model::ChallengeView>)
     )
 )]
 pub(crate) async fn create_challenge(

@@ -10,6 +10,8 @@ use super::model::{CreateMachine, UpdateMachine};
 use super::service;
 use crate::App;
 use crate::error::ApiResult;
+use crate::error::ErrorCode::*;
+use crate::error::RouteErrors;
 use crate::http::Item;
 use crate::http::idempotency::{Idempotency, commit};
 use crate::http::json::ApiJson;
@@ -25,16 +27,55 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[
+    ("GET", "/api/v1/machines", &[PEAQOS_IDENTITY_UNAVAILABLE]),
+    ("POST", "/api/v1/machines", PROOF_CHECKED),
+    (
+        "GET",
+        "/api/v1/machines/{machineId}",
+        &[
+            NOT_FOUND,
+            MACHINE_NOT_ACTIVATED,
+            PEAQOS_IDENTITY_UNAVAILABLE,
+        ],
+    ),
+    ("PATCH", "/api/v1/machines/{machineId}", PROOF_CHECKED),
+    (
+        "PATCH",
+        "/api/v1/machines/{machineId}",
+        &[
+            NOT_FOUND,
+            MACHINE_NOT_ACTIVE,
+            MACHINE_IDENTITY_IMMUTABLE,
+            OPEN_MARKET_ORDERS,
+            IDEMPOTENCY_CONFLICT,
+        ],
+    ),
+    (
+        "DELETE",
+        "/api/v1/machines/{machineId}",
+        &[NOT_FOUND, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT],
+    ),
+];
+
+/// A write that checks an identity proof.
+const PROOF_CHECKED: &[crate::error::ErrorCode] = &[
+    MACHINE_IDENTITY_EXISTS,
+    MACHINE_IDENTITY_PROOF_REQUIRED,
+    MACHINE_IDENTITY_PROOF_INVALID,
+    MACHINE_IDENTITY_PROOF_EXPIRED,
+    MACHINE_NOT_ACTIVATED,
+    PEAQOS_IDENTITY_UNAVAILABLE,
+];
+
 #[utoipa::path(
     get,
     path = "/api/v1/machines",
     tag = "machines",
-    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    params(crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Machines, oldest first", body = crate::http::paging::ListPage<crate::machines::model::Machine>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "Machines, oldest first", body = crate::http::paging::ListPage<crate::machines::model::Machine>)
     )
 )]
 pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> ApiResult<Response> {
@@ -49,12 +90,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, query: QueryParams) -> Api
     tag = "machines",
     request_body = crate::machines::model::CreateMachine,
     responses(
-        (status = 201, description = "The machine, as a draft", body = crate::http::Item<crate::machines::model::Machine>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "The machine, as a draft", body = crate::http::Item<crate::machines::model::Machine>)
     )
 )]
 pub(crate) async fn create(
@@ -79,11 +115,7 @@ pub(crate) async fn create(
     tag = "machines",
     params(("machineId" = String, Path, description = "mach_…")),
     responses(
-        (status = 200, description = "The machine", body = crate::http::Item<crate::machines::model::Machine>),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "The machine", body = crate::http::Item<crate::machines::model::Machine>)
     )
 )]
 pub(crate) async fn read(
@@ -101,13 +133,7 @@ pub(crate) async fn read(
     params(("machineId" = String, Path, description = "mach_…")),
     request_body = crate::machines::model::UpdateMachine,
     responses(
-        (status = 200, description = "The updated machine", body = crate::http::Item<crate::machines::model::Machine>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "The updated machine", body = crate::http::Item<crate::machines::model::Machine>)
     )
 )]
 pub(crate) async fn update(
@@ -128,10 +154,7 @@ pub(crate) async fn update(
     tag = "machines",
     params(("machineId" = String, Path, description = "mach_…")),
     responses(
-        (status = 204, description = "Archived"),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+        (status = 204, description = "Archived")
     )
 )]
 pub(crate) async fn archive(

@@ -1,6 +1,7 @@
 //! The machine registry's rules (spec identity-and-machines.md §5–§7).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
 use serde_json::json;
@@ -9,7 +10,7 @@ use super::model::{CreateMachine, Machine, MachineStatus, UpdateMachine};
 use super::store;
 use crate::App;
 use crate::audit::{self, Actor, NewAuditEvent};
-use crate::clients::mcr::McrError;
+use crate::clients::mcr::{McrError, Resolution};
 use crate::clock::format_ms;
 use crate::config::VerificationMode;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -166,9 +167,32 @@ pub async fn find(app: &App, id: &str) -> ApiResult<Machine> {
 /// Gate B (spec §6): an active machine whose identity still verifies. Guards machine-scoped
 /// work (pairings, agents, runtime endpoints, orchestration).
 pub async fn gate_b(app: &App, id: &str) -> ApiResult<Machine> {
+    Ok(gate_b_resolved(app, id).await?.0)
+}
+
+/// Gate B, with the MCR resolution it re-verified against (`None` when verification is off).
+async fn gate_b_resolved(app: &App, id: &str) -> ApiResult<(Machine, Option<Arc<Resolution>>)> {
     let machine = find(app, id).await?;
-    if let Some(identity) = admit(app, &machine)? {
-        identity::reverify(app, &identity, machine.identity_proof.as_ref()).await?;
+    let resolution = match admit(app, &machine)? {
+        Some(identity) => {
+            Some(identity::reverify(app, &identity, machine.identity_proof.as_ref()).await?)
+        }
+        None => None,
+    };
+    Ok((machine, resolution))
+}
+
+/// Gate C's machine steps (spec §6): Gate B, and the identity is bonded (every machine counts as
+/// bonded when verification is disabled). The pairing checks follow in the caller
+/// (`pairings::service::market_pairing`).
+pub async fn gate_c(app: &App, id: &str) -> ApiResult<Machine> {
+    let (machine, resolution) = gate_b_resolved(app, id).await?;
+    if resolution.is_some_and(|r| !r.bonded) {
+        return Err(ApiError::new(
+            ErrorCode::MACHINE_NOT_ACTIVATED,
+            "The machine's identity is not bonded in peaqOS MCR",
+        )
+        .with_reason("not-bonded"));
     }
     Ok(machine)
 }

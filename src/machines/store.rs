@@ -2,7 +2,7 @@ use sqlx::any::AnyRow;
 
 use super::model::{Machine, MachineStatus};
 use crate::clock::format_ms;
-use crate::http::paging::Position;
+use crate::store::Position;
 use crate::store::{Columns, Store, Tx};
 
 /// Every column, in the order `machine_at` reads them.

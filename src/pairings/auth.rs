@@ -77,6 +77,34 @@ impl PairingAuth {
     }
 }
 
+/// Agent-optional routes: a pairing token scopes the view (validated in full when present; an
+/// `x-api-key` beside it is still checked); without one, platform auth applies.
+pub async fn optional_pairing_token(
+    State(app): State<Arc<App>>,
+    mut req: Request,
+    next: Next,
+) -> ApiResult<Response> {
+    let principal = match req
+        .headers()
+        .get(HEADER)
+        .map(|v| v.to_str().map(str::to_owned))
+    {
+        Some(token) => {
+            let token = token.map_err(|_| invalid("malformed"))?;
+            let auth = authenticate(&app, &token).await?;
+            if let Some(key) = req.headers().get("x-api-key") {
+                check_api_key(&app, Some(key))?;
+            }
+            let principal = Principal::Pairing(auth.pairing.id.clone());
+            req.extensions_mut().insert(auth);
+            principal
+        }
+        None => check_api_key(&app, req.headers().get("x-api-key"))?,
+    };
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}
+
 /// Agent routes: a valid `x-agent-pairing-token` is enough (an `x-api-key` sent beside it is
 /// still checked). Without the header, `PEAQOS_REQUIRE_AGENT_PAIRING_AUTH=true` answers
 /// `AGENT_AUTH_REQUIRED`; otherwise platform auth applies and the pairing is named in the body.

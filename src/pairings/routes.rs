@@ -10,6 +10,9 @@ use super::model::{CreateChallenge, CreatePairing, RotateSession, UpdatePairing}
 use super::service;
 use crate::App;
 use crate::error::ApiResult;
+use crate::error::ErrorCode::*;
+use crate::error::RouteErrors;
+use crate::error::sets::GATE_B;
 use crate::http::Item;
 use crate::http::idempotency::{Idempotency, commit};
 use crate::http::json::ApiJson;
@@ -37,17 +40,69 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[
+    ("GET", "/api/v1/machines/{machineId}/agent-pairings", GATE_B),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings/challenges",
+        GATE_B,
+    ),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings",
+        GATE_B,
+    ),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings",
+        PROOF_CHECKED,
+    ),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings/{pairingId}/sessions",
+        GATE_B,
+    ),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings/{pairingId}/sessions",
+        PROOF_CHECKED,
+    ),
+    (
+        "POST",
+        "/api/v1/machines/{machineId}/agent-pairings/{pairingId}/sessions",
+        &[AGENT_PAIRING_INACTIVE],
+    ),
+    (
+        "PATCH",
+        "/api/v1/machines/{machineId}/agent-pairings/{pairingId}",
+        &[
+            NOT_FOUND,
+            AGENT_PAIRING_INACTIVE,
+            OPEN_MARKET_ORDERS,
+            IDEMPOTENCY_CONFLICT,
+        ],
+    ),
+    (
+        "DELETE",
+        "/api/v1/machines/{machineId}/agent-pairings/{pairingId}",
+        &[NOT_FOUND, OPEN_MARKET_ORDERS],
+    ),
+];
+
+const PROOF_CHECKED: &[crate::error::ErrorCode] = &[
+    AGENT_PAIRING_PROOF_REQUIRED,
+    AGENT_PAIRING_PROOF_INVALID,
+    AGENT_PAIRING_PROOF_EXPIRED,
+];
+
 #[utoipa::path(
     get,
     path = "/api/v1/machines/{machineId}/agent-pairings",
     tag = "agent-pairings",
-    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    params(("machineId" = String, Path, description = "mach_…"), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Pairings, oldest first; never with pairingToken", body = crate::http::paging::ListPage<crate::pairings::model::AgentPairing>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "Pairings, oldest first; never with pairingToken", body = crate::http::paging::ListPage<crate::pairings::model::AgentPairing>)
     )
 )]
 pub(crate) async fn list(
@@ -67,13 +122,7 @@ pub(crate) async fn list(
     params(("machineId" = String, Path, description = "mach_…")),
     request_body = crate::pairings::model::CreateChallenge,
     responses(
-        (status = 201, description = "A single-use challenge for the agent to sign", body = crate::http::Item<crate::pairings::model::ChallengeView>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "A single-use challenge for the agent to sign", body = crate::http::Item<crate::pairings::model::ChallengeView>)
     )
 )]
 pub(crate) async fn create_challenge(
@@ -101,13 +150,7 @@ pub(crate) async fn create_challenge(
     params(("machineId" = String, Path, description = "mach_…")),
     request_body = crate::pairings::model::CreatePairing,
     responses(
-        (status = 201, description = "The pairing with its pairingToken, shown only here", body = crate::http::Item<crate::pairings::model::AgentPairing>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "The pairing with its pairingToken, shown only here", body = crate::http::Item<crate::pairings::model::AgentPairing>)
     )
 )]
 pub(crate) async fn create(
@@ -134,13 +177,7 @@ pub(crate) async fn create(
     params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
     request_body = crate::pairings::model::RotateSession,
     responses(
-        (status = 201, description = "The pairing with a new pairingToken", body = crate::http::Item<crate::pairings::model::AgentPairing>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "The pairing with a new pairingToken", body = crate::http::Item<crate::pairings::model::AgentPairing>)
     )
 )]
 pub(crate) async fn rotate_session(
@@ -167,12 +204,7 @@ pub(crate) async fn rotate_session(
     params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
     request_body = crate::pairings::model::UpdatePairing,
     responses(
-        (status = 200, description = "The updated pairing", body = crate::http::Item<crate::pairings::model::AgentPairing>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "The updated pairing", body = crate::http::Item<crate::pairings::model::AgentPairing>)
     )
 )]
 pub(crate) async fn update(
@@ -193,10 +225,7 @@ pub(crate) async fn update(
     tag = "agent-pairings",
     params(("machineId" = String, Path, description = "mach_…"), ("pairingId" = String, Path, description = "apr_…")),
     responses(
-        (status = 204, description = "Revoked"),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope)
+        (status = 204, description = "Revoked")
     )
 )]
 pub(crate) async fn revoke(

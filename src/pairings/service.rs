@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::auth::PairingAuth;
 use super::challenge::PairingChallenge;
 use super::model::{
     AgentPairing, AgentProofInput, ChallengeView, CreateChallenge, CreatePairing, PairingStatus,
@@ -658,4 +659,42 @@ pub async fn revoke(app: &App, machine_id: &str, pairing_id: &str) -> ApiResult<
         return Ok(Some(tx));
     }
     Err(concurrent_update())
+}
+
+fn pairing_required(reason: Option<&str>) -> ApiError {
+    let error = ApiError::new(
+        ErrorCode::AGENT_PAIRING_REQUIRED,
+        "A usable agent pairing is required for market calls",
+    );
+    match reason {
+        Some(reason) => error.with_reason(reason),
+        None => error,
+    }
+}
+
+/// The pairing checks of market calls (spec §1.3), after Gate C's machine steps: the token's
+/// pairing, or (pairing auth not required) the one the body names, active and of `machine_id`.
+pub async fn market_pairing(
+    app: &App,
+    token: Option<&PairingAuth>,
+    machine_id: &str,
+    named: Option<&str>,
+) -> ApiResult<AgentPairing> {
+    if let Some(token) = token {
+        token.bind(&[machine_id], named.as_slice())?;
+        return Ok(token.pairing.clone());
+    }
+    let id = named.ok_or_else(|| pairing_required(None))?;
+    let pairing = store::get(&app.store, id)
+        .await?
+        .filter(|p| p.machine_id == machine_id)
+        .ok_or_else(|| pairing_required(Some("pairing-not-found")))?;
+    if pairing.status != PairingStatus::Active {
+        return Err(ApiError::new(
+            ErrorCode::AGENT_PAIRING_INACTIVE,
+            format!("The pairing is {}", pairing.status.as_str()),
+        )
+        .with("status", pairing.status.as_str()));
+    }
+    Ok(pairing)
 }

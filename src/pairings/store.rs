@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use super::challenge::PairingChallenge;
 use super::model::{AgentPairing, PairingStatus};
 use crate::clock::format_ms;
-use crate::http::paging::Position;
+use crate::store::Position;
 use crate::store::{Store, Tx};
 
 pub async fn insert_challenge(tx: &mut Tx, c: &PairingChallenge) -> Result<(), sqlx::Error> {

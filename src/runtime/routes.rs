@@ -10,6 +10,9 @@ use super::model::EndpointFields;
 use super::service;
 use crate::App;
 use crate::error::ApiResult;
+use crate::error::ErrorCode::*;
+use crate::error::RouteErrors;
+use crate::error::sets::GATE_B;
 use crate::http::Item;
 use crate::http::idempotency::{Idempotency, commit};
 use crate::http::json::ApiJson;
@@ -25,19 +28,37 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
+/// Errors beyond those of every route (`openapi.rs`).
+pub(crate) const ERRORS: RouteErrors = &[
+    (
+        "GET",
+        "/api/v1/machines/{machineId}/runtime-endpoints",
+        GATE_B,
+    ),
+    (
+        "GET",
+        "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+        GATE_B,
+    ),
+    (
+        "PUT",
+        "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+        GATE_B,
+    ),
+    (
+        "DELETE",
+        "/api/v1/machines/{machineId}/runtime-endpoints/{providerKey}",
+        &[NOT_FOUND],
+    ),
+];
+
 #[utoipa::path(
     get,
     path = "/api/v1/machines/{machineId}/runtime-endpoints",
     tag = "runtime-endpoints",
-    params(("machineId" = String, Path, description = "mach_…"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1..500, default 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    params(("machineId" = String, Path, description = "mach_…"), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Endpoints, oldest first", body = crate::http::paging::ListPage<crate::runtime::model::RuntimeEndpoint>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "Endpoints, oldest first", body = crate::http::paging::ListPage<crate::runtime::model::RuntimeEndpoint>)
     )
 )]
 pub(crate) async fn list(
@@ -58,12 +79,7 @@ pub(crate) async fn list(
     tag = "runtime-endpoints",
     params(("machineId" = String, Path, description = "mach_…"), ("providerKey" = String, Path)),
     responses(
-        (status = 200, description = "The endpoint", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 200, description = "The endpoint", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>)
     )
 )]
 pub(crate) async fn read(
@@ -82,13 +98,7 @@ pub(crate) async fn read(
     request_body = crate::runtime::model::EndpointFields,
     responses(
         (status = 200, description = "Updated", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
-        (status = 201, description = "Created", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>),
-        (status = 400, description = "VALIDATION_ERROR (or a proof-required code)", body = crate::openapi::ErrorEnvelope),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 403, description = "MACHINE_NOT_ACTIVATED, AGENT_PAIRING_INACTIVE or AGENT_POLICY_DENIED", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope),
-        (status = 409, description = "A state conflict (MACHINE_NOT_ACTIVE, MACHINE_IDENTITY_EXISTS, OPEN_MARKET_ORDERS, IDEMPOTENCY_CONFLICT, …)", body = crate::openapi::ErrorEnvelope),
-        (status = 503, description = "SERVICE_UNAVAILABLE or PEAQOS_IDENTITY_UNAVAILABLE", body = crate::openapi::ErrorEnvelope)
+        (status = 201, description = "Created", body = crate::http::Item<crate::runtime::model::RuntimeEndpoint>)
     )
 )]
 pub(crate) async fn put(
@@ -119,9 +129,7 @@ pub(crate) async fn put(
     tag = "runtime-endpoints",
     params(("machineId" = String, Path, description = "mach_…"), ("providerKey" = String, Path)),
     responses(
-        (status = 204, description = "Deleted"),
-        (status = 401, description = "AUTH_REQUIRED, AUTH_INVALID, or a proof/token error", body = crate::openapi::ErrorEnvelope),
-        (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorEnvelope)
+        (status = 204, description = "Deleted")
     )
 )]
 pub(crate) async fn delete(

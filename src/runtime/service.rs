@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::model::{EndpointFields, EndpointSpec, EndpointStatus, RuntimeEndpoint};
+use super::model::{EndpointFields, EndpointRow, EndpointSpec, EndpointStatus, RuntimeEndpoint};
 use super::store::{self, Owner};
 use crate::App;
 use crate::audit::{self, Actor, NewAuditEvent};
@@ -125,6 +125,12 @@ pub async fn list(
 
 fn not_found(provider_key: &str) -> ApiError {
     ApiError::not_found("runtime-endpoint", provider_key)
+}
+
+/// Every runtime endpoint of a machine, as stored (the caller has gated the machine). Market
+/// views and the execution engine read their effective status from these.
+pub async fn machine_endpoints(app: &App, machine_id: &str) -> ApiResult<Vec<EndpointRow>> {
+    Ok(store::all_for_machine(&app.store, machine_id).await?)
 }
 
 pub async fn get(app: &App, machine_id: &str, provider: &str) -> ApiResult<RuntimeEndpoint> {

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use super::model::{EndpointRow, EndpointSpec, EndpointStatus};
 use crate::clients::runtime::AuthType;
 use crate::config::NetworkScope;
-use crate::http::paging::Position;
+use crate::store::Position;
 use crate::store::{Store, Tx};
 
 const COLUMNS: &str =
@@ -142,6 +142,20 @@ pub async fn list_for_machine(
         endpoint_from,
     )
     .await
+}
+
+/// Every endpoint of a machine, by provider key (a machine has one per provider).
+pub async fn all_for_machine(
+    store: &Store,
+    machine_id: &str,
+) -> Result<Vec<EndpointRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM runtime_endpoints WHERE machine_id = $1 ORDER BY provider_key"
+    )))
+    .bind(machine_id.to_string())
+    .fetch_all(store)
+    .await?;
+    rows.iter().map(endpoint_from).collect()
 }
 
 /// The endpoints an agent owns, by provider key.

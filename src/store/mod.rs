@@ -283,6 +283,13 @@ impl<'c> Executor<'c> for &'c Store {
     }
 }
 
+/// A keyset position: the `(createdAt, id)` of the last row served. Lists read the rows after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub t: i64,
+    pub id: String,
+}
+
 /// A change ready to commit, with the value to answer: handlers commit it, together with the
 /// idempotency record when there is one (`http::idempotency::commit`).
 pub struct Staged<T> {
@@ -327,7 +334,7 @@ pub async fn machine_page<T>(
     table: &str,
     columns: &str,
     machine_id: &str,
-    after: Option<&crate::http::paging::Position>,
+    after: Option<&Position>,
     limit: i64,
     from_row: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
 ) -> Result<Vec<T>, sqlx::Error> {
