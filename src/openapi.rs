@@ -27,6 +27,9 @@ const TABLES: &[RouteErrors] = &[
     crate::runtime::routes::ERRORS,
     crate::catalog::routes::ERRORS,
     crate::market::routes::ERRORS,
+    crate::policies::routes::ERRORS,
+    crate::graph::routes::ERRORS,
+    crate::tasks::routes::ERRORS,
 ];
 
 struct Security;
@@ -197,6 +200,27 @@ fn add_error_responses(operation: &mut Operation, codes: &[ErrorCode]) {
         crate::catalog::routes::read_adapter,
         crate::market::routes::search,
         crate::market::routes::read_search,
+        crate::policies::routes::list,
+        crate::policies::routes::create,
+        crate::policies::routes::read,
+        crate::policies::routes::update,
+        crate::graph::routes::read,
+        crate::graph::routes::create_node,
+        crate::graph::routes::update_node,
+        crate::graph::routes::delete_node,
+        crate::graph::routes::create_edge,
+        crate::graph::routes::update_edge,
+        crate::graph::routes::delete_edge,
+        crate::tasks::routes::list,
+        crate::tasks::routes::create,
+        crate::tasks::routes::read,
+        crate::tasks::routes::discover,
+        crate::tasks::routes::resolve,
+        crate::tasks::routes::execute,
+        crate::tasks::routes::list_routes,
+        crate::tasks::routes::list_outcomes,
+        crate::tasks::routes::list_runs,
+        crate::tasks::routes::read_run,
     ),
     components(schemas(ErrorEnvelope, ErrorObject, crate::health::Health, crate::health::Readiness, crate::health::ReadinessCheck, crate::agents::model::HeartbeatRequest))
 )]

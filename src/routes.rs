@@ -21,6 +21,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::agents::routes())
         .merge(crate::runtime::routes())
         .merge(crate::catalog::routes())
+        .merge(crate::policies::routes())
+        .merge(crate::graph::routes())
+        .merge(crate::tasks::routes())
         .merge(crate::market::platform_routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));

@@ -19,6 +19,8 @@ use crate::http::paging::{ListPage, PageRequest};
 use crate::http::validate::{MAX_ITEMS, MAX_NAME, MAX_TEXT};
 use crate::machines::model::Machine;
 use crate::pairings::auth::PairingAuth;
+use crate::policies::model::Policy;
+use crate::policies::service::Spend;
 use crate::runtime::model::{EndpointRow, EndpointStatus};
 
 fn skill_not_found(key: &str) -> ApiError {
@@ -347,6 +349,8 @@ pub struct MachineScope {
     active_runtimes: HashSet<String>,
     /// The machine's runtime endpoints, by provider key.
     pub endpoints: HashMap<String, EndpointRow>,
+    /// The machine's policies (orchestration §4).
+    pub policies: Vec<Policy>,
 }
 
 impl MachineScope {
@@ -373,6 +377,7 @@ impl MachineScope {
                 .into_iter()
                 .map(|e| (e.provider_key.clone(), e))
                 .collect(),
+            policies: Vec::new(),
         }
     }
 
@@ -395,10 +400,10 @@ impl MachineScope {
         }
     }
 
-    /// Whether the machine's policies let the service appear in its lists. The one place the
-    /// policies feature plugs its filter in; until then every service passes.
-    pub fn policies_allow(&self, _service: &Service) -> bool {
-        true
+    /// Whether every policy of the machine lets the service appear in lists, search and
+    /// discovery (a fixed price counts against a budget cap).
+    pub fn policies_allow(&self, service: &Service) -> bool {
+        crate::policies::service::all_allow(&self.policies, service, Spend::FixedPrice)
     }
 }
 

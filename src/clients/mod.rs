@@ -3,4 +3,5 @@
 
 pub mod mcr;
 pub mod outbound;
+pub mod provider;
 pub mod runtime;

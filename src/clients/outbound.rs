@@ -319,6 +319,22 @@ impl Guarded {
     pub fn policy(&self) -> &ScopePolicy {
         &self.policy
     }
+
+    /// The checks of a connection to `url`, made now, before anything is committed or sent: the
+    /// host's addresses are resolved and checked (the connection itself is checked again when
+    /// it is made, since DNS may answer differently then).
+    pub async fn preflight(&self, url: &Url) -> Result<(), ResolveError> {
+        let host = url.host_str().ok_or(ResolveError::NoAddresses)?;
+        self.policy.check_host(host)?;
+        if literal_ip(host).is_some() {
+            return Ok(());
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        let resolved = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(ResolveError::Lookup)?;
+        self.policy.check_addresses(resolved).map(|_| ())
+    }
 }
 
 /// Every outbound client of the server (DESIGN.md: one place for outbound calls).

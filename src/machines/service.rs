@@ -61,16 +61,11 @@ fn labels(value: Option<BTreeMap<String, String>>) -> ApiResult<Option<BTreeMap<
     Ok(Some(labels))
 }
 
-/// Policies do not exist yet in this server, so no id can name one.
-fn policy_ids(value: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
+/// `policyIds`: each must name an existing policy.
+async fn policy_ids(app: &App, value: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
     let ids = name_list("policyIds", value)?;
-    if let Some(first) = ids.as_ref().and_then(|ids| ids.first()) {
-        return Err(ApiError::validation(
-            "policyIds[0]",
-            "existing policy",
-            format!("Unknown policy {first}"),
-        )
-        .with_reason("policy-not-found"));
+    if let Some(ids) = &ids {
+        crate::policies::service::ensure_exist(app, "policyIds", ids).await?;
     }
     Ok(ids)
 }
@@ -101,7 +96,7 @@ pub async fn create(app: &App, body: CreateMachine) -> ApiResult<Staged<Machine>
     let identity = IdentityRef::parse_field("identityRef", &raw_identity)?;
     let capabilities = name_list("capabilities", body.capabilities)?.unwrap_or_default();
     let labels = labels(body.labels)?.unwrap_or_default();
-    let policy_ids = policy_ids(body.policy_ids)?.unwrap_or_default();
+    let policy_ids = policy_ids(app, body.policy_ids).await?.unwrap_or_default();
     let skill_keys = name_list("skillKeys", body.skill_keys)?.unwrap_or_default();
 
     if store::live_identity_exists(&app.store, &identity.to_string()).await? {
@@ -392,7 +387,7 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<(Opti
         status: body.status,
         capabilities: name_list("capabilities", body.capabilities)?,
         labels: labels(body.labels)?,
-        policy_ids: policy_ids(body.policy_ids)?,
+        policy_ids: policy_ids(app, body.policy_ids).await?,
         skill_keys: name_list("skillKeys", body.skill_keys)?,
     };
     let identity = identity_of(&machine)?;
