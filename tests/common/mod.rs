@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod fake_mcr;
+pub mod fake_provider;
 pub mod fake_runtime;
+pub mod market;
 pub mod proxy;
 pub mod wallet;
 
