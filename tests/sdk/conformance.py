@@ -17,9 +17,14 @@ from __future__ import annotations
 import re
 import secrets
 import sys
+from collections.abc import Mapping
 
 from harness import (  # harness sets DO_NOT_TRACK first
     TEST_PRIVATE_KEY, Ctx, FakeMcr, check, eventually, expect_api_error, main, step, wire)
+
+from peaq_os_sdk.orchestration.market_services import (  # same module in both versions
+    GetMarketServiceOptions, ListMarketServicesOptions)
+from peaq_os_sdk.orchestration.skills import ListSkillsOptions
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -37,6 +42,16 @@ try:  # 0.12.x
         MachineAgentHeartbeatRequest)
     from peaq_os_sdk.orchestration.types.runtime_endpoint import (
         RuntimeEndpoint, UpsertRuntimeEndpointRequest)
+    from peaq_os_sdk.orchestration.types.skill import (
+        SkillConfigResponse, SkillManifest, SkillManifestInput, SkillManifestOutput, SkillSummary,
+        UpdateSkillConfigRequest)
+    from peaq_os_sdk.orchestration.types.market_service import (
+        MarketQuote, MarketService, QuotePricing)
+    from peaq_os_sdk.orchestration.types.market_search import (
+        MarketSearch, MarketSearchBudget, MarketSearchRequest, NormalizedTask)
+    from peaq_os_sdk.orchestration.types.common import (
+        ExternalHandoff, MarketPaymentRailRecommendation, ProviderCredentials, WalrusCredentials,
+        WorldIdCredentials)
 except ImportError:  # 0.2.0
     from peaq_os_sdk.types.orchestration.machine_agent import (
         EnrollMachineAgentRequest, HeartbeatEndpointEntry, MachineAgent,
@@ -50,6 +65,16 @@ except ImportError:  # 0.2.0
         AgentPairing, AgentProofInput, CreateAgentPairingChallengeRequest,
         CreateAgentPairingRequest, CreateAgentPairingSessionRequest, DelegationPolicy,
         UpdateAgentPairingRequest)
+    from peaq_os_sdk.types.orchestration.skill import (
+        SkillConfigResponse, SkillManifest, SkillManifestInput, SkillManifestOutput, SkillSummary,
+        UpdateSkillConfigRequest)
+    from peaq_os_sdk.types.orchestration.market_service import (
+        MarketQuote, MarketService, QuotePricing)
+    from peaq_os_sdk.types.orchestration.market_search import (
+        MarketSearch, MarketSearchBudget, MarketSearchRequest, NormalizedTask)
+    from peaq_os_sdk.types.orchestration.common import (
+        ExternalHandoff, MarketPaymentRailRecommendation, ProviderCredentials, WalrusCredentials,
+        WorldIdCredentials)
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -451,10 +476,10 @@ def _epoch_ms(ts: str) -> int:
     return round(dt.timestamp() * 1000)
 
 
-def _machine(ctx: Ctx, *, activate: bool = True) -> tuple[str, str]:
+def _machine(ctx: Ctx, *, activate: bool = True, bond_status: str = "bonded") -> tuple[str, str]:
     """Register a decimal DID in the MCR and create its machine (activated): (id, DID)."""
     did = f"did:peaq:{_decimal()}"
-    _mcr(ctx).register(did, operator=WALLET.address)
+    _mcr(ctx).register(did, operator=WALLET.address, bond_status=bond_status)
     ch = _challenge(ctx, did)
     m = _create(ctx, did, ch.challenge_id, _sign(WALLET, ch.message),
                 display_name=f"Pairing host {did[-6:]}")
@@ -1329,6 +1354,1138 @@ def audit_agents_endpoints(ctx: Ctx) -> None:
 
     with step("agent lifecycle machine: no token in any event"):
         wire_payloads(ag["machine_id"], "runtime-endpoint", ag["secrets"])
+
+
+# --- catalogue: skills, services, adapters (catalogue-and-search.md §1–§7) -------------------
+#
+# The suite's server loads the built-in catalogue plus tests/sdk/catalog (PEAQOS_CATALOG_DIR, set
+# by run.sh): 24 loopback compute services sdk-pool:node-01..24 (so `compute` has more than 25
+# candidates), sdk-store:blob (api-key skill, storage) and sdk-desk:console (external handoff).
+# Expected keys, ids and filter results are computed from those same files, so a new built-in
+# entry does not break the checks. Platform calls carry the run's API key (the server requires
+# it, run.sh); agent calls show what each version sends.
+
+FIXTURE_UPDATED_AT = "2026-01-01T00:00:00.000Z"  # catalog/generate.py
+QUOTE_TTL_MS = 300_000  # PEAQOS_MARKET_QUOTE_TTL_MS default
+SCORE_FACTORS = {"execution", "capabilities", "region", "skill", "price", "maturity"}
+ALIASES = {"storage": "storage.object", "compute": "compute.marketplace",
+           "identity": "identity.proof-of-person", "location": "data.location",
+           "rtk": "data.location", "gnss": "data.location", "defi": "oracle.price-feed",
+           "commerce": "machine.commerce"}
+
+
+def _catalog() -> dict:
+    """The catalogue files the server loaded: {"skills"|"manifests"|"services"|"adapters":
+    {key or id: entry}}."""
+    import json
+    from pathlib import Path
+    cached = _catalog.__dict__.get("value")
+    if cached is None:
+        here = Path(__file__).resolve().parent
+        files = sorted((here.parent.parent / "catalog").glob("*.json"))
+        files += sorted((here / "catalog").glob("*.json"))
+        cached = {"skills": {}, "manifests": {}, "services": {}, "adapters": {}}
+        for f in files:
+            doc = json.loads(f.read_text())
+            for kind, key in (("skills", "key"), ("manifests", "key"), ("services", "id"),
+                              ("adapters", "providerKey")):
+                for entry in doc.get(kind, []):
+                    cached[kind][entry[key]] = entry
+        assert "sdk-pool:node-24" in cached["services"], "tests/sdk/catalog is missing"
+        _catalog.value = cached
+    return cached
+
+
+def _skill_keys(**filters) -> list[str]:
+    return sorted(k for k, s in _catalog()["skills"].items()
+                  if all(s[f] == v for f, v in filters.items()))
+
+
+def _service_ids(**filters) -> list[str]:
+    return sorted(k for k, s in _catalog()["services"].items()
+                  if all(s[f] == v for f, v in filters.items()))
+
+
+def _query(x) -> dict:
+    import urllib.parse
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(x.url).query,
+                                       keep_blank_values=True))
+
+
+def _gets(exchanges: list, path: str) -> list:
+    return [x for x in exchanges if x.method == "GET" and x.path == f"/api/v1{path}"]
+
+
+def _assert_cursor_chain(pages: list, *, limit: int, filters: dict) -> None:
+    """What a *_all iterator sent and got: the filters and limit on every page, each page's
+    cursor the previous nextCursor, full pages until the last, and no nextCursor on the last."""
+    assert pages, "no GET was made"
+    for i, x in enumerate(pages):
+        assert x.status == 200, (i, x.status, x.text[:300])
+        want = {k: str(v) for k, v in filters.items()}
+        want["limit"] = str(limit)
+        if i:
+            want["cursor"] = pages[i - 1].body["nextCursor"]
+        assert _query(x) == want, (f"page {i + 1}", _query(x), want)
+        n = len(x.body["items"])
+        if i == len(pages) - 1:
+            assert "nextCursor" not in x.body, f"last page carries nextCursor {x.body['nextCursor']!r}"
+            assert n <= limit, (n, limit)
+        else:
+            nc = x.body.get("nextCursor")
+            assert isinstance(nc, str) and nc, f"page {i + 1}: nextCursor {nc!r}"
+            assert n == limit, f"page {i + 1} has {n} items, not {limit}, and a nextCursor"
+
+
+def _pages_for(n: int, limit: int) -> int:
+    return max(1, -(-n // limit))
+
+
+def _assert_skill(s, entry: dict, *, auth_state: str) -> None:
+    assert isinstance(s, SkillSummary), type(s)
+    want = dict(key=entry["key"], provider_key=entry["providerKey"], label=entry["label"],
+                description=entry["description"], direction=entry["direction"],
+                scope=entry["scope"], source=entry["source"], listed_by=entry["listedBy"],
+                last_verified_at=entry.get("lastVerifiedAt"), kind=entry["kind"],
+                service_types=tuple(entry.get("serviceTypes", ())),
+                operations=tuple(entry.get("operations", ())), auth_type=entry["authType"],
+                auth_state=auth_state, access_mode=entry["accessMode"],
+                distribution=entry["distribution"], maturity=entry["maturity"],
+                execution_mode=entry["executionMode"],
+                integration_status=entry["integrationStatus"],
+                required_env=tuple(entry.get("requiredEnv", ())),
+                requires_human_enablement=entry["requiresHumanEnablement"],
+                reference_url=entry.get("referenceUrl"), artifact_url=entry.get("artifactUrl"))
+    got = {k: getattr(s, k) for k in want}
+    assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    h = entry.get("handoff")
+    if h is None:
+        assert s.handoff is None, s.handoff
+    else:
+        assert isinstance(s.handoff, ExternalHandoff), s.handoff
+        assert (s.handoff.label, s.handoff.url, tuple(s.handoff.notes)) == (
+            h["label"], h["url"], tuple(h.get("notes", ()))), s.handoff
+
+
+def _default_auth_state(entry: dict) -> str:
+    return "configured" if entry["authType"] in ("none", "local") else "unconfigured"
+
+
+@check("skills:list")
+def skills_list(ctx: Ctx) -> None:
+    orch = ctx.orch
+    cat = _catalog()["skills"]
+    keys = sorted(cat)
+    with step("list_skills (one page)"):
+        page = orch.list_skills()
+        assert isinstance(page.items, tuple), type(page.items)
+        assert [s.key for s in page.items] == keys, [s.key for s in page.items]
+        assert page.next_cursor is None, page.next_cursor
+        for s in page.items:
+            _assert_skill(s, cat[s.key], auth_state=_default_auth_state(cat[s.key]))
+
+    with wire(ctx) as ex:
+        with step("list_skills_all(limit=2) follows nextCursor"):
+            items = list(orch.list_skills_all(limit=2))
+            assert [s.key for s in items] == keys, [s.key for s in items]
+            assert items == list(page.items), "the pages differ from the single page"
+            pages = _gets(ex, "/skills")
+            assert len(pages) == _pages_for(len(keys), 2), len(pages)
+            _assert_cursor_chain(pages, limit=2, filters={})
+        with step("wire fields"):
+            for x in pages:
+                for w in x.body["items"]:
+                    assert w["enabled"] is True, w
+                    assert TS_RE.match(w["updatedAt"]), w["updatedAt"]
+                    assert w["authState"] in ("configured", "unconfigured"), w
+            fixture = [w for x in pages for w in x.body["items"] if w["key"] == "sdk.compute-pool"]
+            assert fixture[0]["updatedAt"] == FIXTURE_UPDATED_AT, fixture[0]["updatedAt"]
+
+    with step("qvac-private-inference (spec §1 minimum)"):
+        q = [s for s in page.items if s.key == "qvac-private-inference"]
+        assert q, "qvac-private-inference is not listed"
+        q = q[0]
+        assert (q.provider_key, q.kind, q.service_types, q.operations) == (
+            "qvac", "runtime", ("compute.marketplace",), ("run-private-inference",)), q
+        assert (q.auth_type, q.auth_state, q.access_mode, q.distribution, q.maturity) == (
+            "local", "configured", "local", "peaq-native", "beta"), q
+        assert (q.execution_mode, q.integration_status) == ("native", "native"), q
+
+    with wire(ctx) as ex:
+        with step("filters"):
+            for field, values in (("scope", ("core-product", "bootstrap-reference", "ecosystem")),
+                                  ("direction", ("machine-offers", "machine-consumes")),
+                                  ("source", ("peaq", "partner", "clawhub",
+                                              "external-marketplace"))):
+                for v in values:
+                    got = [s.key for s in orch.list_skills_all(ListSkillsOptions(**{field: v}))]
+                    assert got == _skill_keys(**{field: v}), (field, v, got)
+            for x in _gets(ex, "/skills"):
+                assert len(_query(x)) == 1, _query(x)  # only the filter that was set
+        with step("three filters, one per page"):
+            opts = ListSkillsOptions(scope="ecosystem", direction="machine-consumes",
+                                     source="peaq")
+            want = _skill_keys(scope="ecosystem", direction="machine-consumes", source="peaq")
+            assert len(want) >= 2, want
+            n = len(ex)
+            got = [s.key for s in orch.list_skills_all(opts, limit=1)]
+            assert got == want, got
+            _assert_cursor_chain(_gets(ex[n:], "/skills"), limit=1, filters=dict(
+                scope="ecosystem", direction="machine-consumes", source="peaq"))
+
+    with step("unknown filter value"):
+        e = expect_api_error(lambda: orch.list_skills(ListSkillsOptions(scope="everything")),
+                             "VALIDATION_ERROR", 400)
+        assert isinstance(e.details, dict) and e.details.get("field") == "scope", e.details
+    with step("cursor with other filters"):
+        first = orch.list_skills(limit=2)
+        assert first.next_cursor, "no cursor on a page of 2"
+        expect_api_error(lambda: orch.list_skills(ListSkillsOptions(source="peaq"), limit=2,
+                                                  cursor=first.next_cursor),
+                         "VALIDATION_ERROR", 400)
+    with step("no API key"):
+        expect_api_error(lambda: ctx.client_with_key(None).orchestration.list_skills(),
+                         "AUTH_REQUIRED", 401)
+
+
+@check("skills:get-and-manifest")
+def skills_get(ctx: Ctx) -> None:
+    orch = ctx.orch
+    cat = _catalog()
+    listed = {s.key: s for s in orch.list_skills_all()}
+    for key in sorted(cat["skills"]):
+        with step(f"get_skill {key}"):
+            g = orch.get_skill(key).item
+            assert g == listed[key], (g, listed[key])
+        with step(f"get_skill_manifest {key}"):
+            m = orch.get_skill_manifest(key).item
+            want = cat["manifests"][key]
+            assert isinstance(m, SkillManifest), type(m)
+            assert (m.key, m.provider_key, m.label, m.summary) == (
+                key, want["providerKey"], want["label"], want["summary"]), m
+            assert isinstance(m.inputs, tuple) and isinstance(m.outputs, tuple), m
+            assert all(isinstance(i, SkillManifestInput) for i in m.inputs), m.inputs
+            assert all(isinstance(o, SkillManifestOutput) for o in m.outputs), m.outputs
+            assert [(i.key, i.type, i.required, i.description) for i in m.inputs] == [
+                (i["key"], i["type"], i["required"], i["description"]) for i in want["inputs"]]
+            assert [(o.key, o.type, o.description) for o in m.outputs] == [
+                (o["key"], o["type"], o["description"]) for o in want["outputs"]]
+    with step("unknown key"):
+        for fn in (orch.get_skill, orch.get_skill_manifest):
+            e = expect_api_error(lambda: fn("sdk.no-such-skill"), "NOT_FOUND", 404)
+            assert isinstance(e.details, dict) and e.details.get("resource") == "skill", e.details
+
+
+@check("skills:config")
+def skills_config(ctx: Ctx) -> None:
+    """{} → credentials + settings → disable → {} again → invalid → re-enable; audit events."""
+    import json
+    orch = ctx.orch
+    key = "sdk.credentialed-store"  # authType api-key; nothing else touches it
+    entry = _catalog()["skills"][key]
+    secret = _secret("skill-api-key")
+
+    def config(c, *, enabled: bool, settings: dict, has_credentials: bool) -> None:
+        assert isinstance(c, SkillConfigResponse), type(c)
+        assert (c.skill_key, c.provider_key) == (key, entry["providerKey"]), c
+        assert c.enabled is enabled and c.has_credentials is has_credentials, c
+        assert dict(c.settings) == settings, c.settings
+        assert TS_RE.match(c.updated_at), c.updated_at
+
+    def wire_enabled() -> bool:
+        status, body = ctx.raw("GET", f"/skills/{key}")
+        assert status == 200, (status, body)
+        return body["item"]["enabled"]
+
+    settings_sent = {"max_tokens": 256, "mode": "fast", "verbose": True, "ratio": 0.5}
+    with wire(ctx) as ex:
+        with step("empty update (body {})"):
+            c0 = orch.update_skill_config(key, UpdateSkillConfigRequest()).item
+            config(c0, enabled=True, settings={}, has_credentials=False)
+            assert c0.updated_at == FIXTURE_UPDATED_AT, c0.updated_at  # never written yet
+            x = ex[-1]
+            assert (x.method, x.path, x.status, x.request_body) == (
+                "PATCH", f"/api/v1/skills/{key}/config", 200, {}), x
+            assert orch.get_skill(key).item.auth_state == "unconfigured"
+
+        with step("credentials and settings"):
+            c1 = orch.update_skill_config(key, UpdateSkillConfigRequest(
+                credentials={"api_key": secret}, settings=settings_sent)).item
+            # The client camel-cases both maps; the server stores them as received (spec §4.4)
+            # and the client snake-cases the settings again on the way back.
+            x = ex[-1]
+            assert x.request_body == {"credentials": {"apiKey": secret}, "settings": {
+                "maxTokens": 256, "mode": "fast", "verbose": True, "ratio": 0.5}}, x.request_body
+            assert x.body["item"]["settings"] == x.request_body["settings"], x.body
+            assert x.body["item"]["hasCredentials"] is True, x.body
+            config(c1, enabled=True, settings=settings_sent, has_credentials=True)
+            assert c1.updated_at > c0.updated_at, (c1.updated_at, c0.updated_at)
+            s = orch.get_skill(key).item
+            _assert_skill(s, entry, auth_state="configured")
+
+        with step("disable"):
+            c2 = orch.update_skill_config(key, UpdateSkillConfigRequest(enabled=False)).item
+            config(c2, enabled=False, settings=settings_sent, has_credentials=True)
+            assert wire_enabled() is False
+            # Services of disabled skills are still listed (§3).
+            ids = [s.id for s in orch.list_market_services_all(
+                ListMarketServicesOptions(provider_key=entry["providerKey"]))]
+            assert ids == _service_ids(skillKey=key), ids
+
+        with step("credentials {} is dropped by the client"):
+            # strip_nones removes the empty map: clearing is unreachable from the clients (D1).
+            c3 = orch.update_skill_config(key, UpdateSkillConfigRequest(credentials={})).item
+            assert ex[-1].request_body == {}, ex[-1].request_body
+            assert c3 == c2, (c3, c2)
+
+        with step("invalid values"):
+            e = expect_api_error(lambda: orch.update_skill_config(key, UpdateSkillConfigRequest(
+                credentials={"api_key": "   "})), "VALIDATION_ERROR", 400)
+            assert isinstance(e.details, dict) and e.details.get("field") == "credentials.apiKey", \
+                e.details
+            e = expect_api_error(lambda: orch.update_skill_config(key, UpdateSkillConfigRequest(
+                settings={"nested": {"a": 1}})), "VALIDATION_ERROR", 400)
+            assert isinstance(e.details, dict) and e.details.get("field") == "settings.nested", \
+                e.details
+            e = expect_api_error(lambda: orch.update_skill_config(
+                "sdk.no-such-skill", UpdateSkillConfigRequest(enabled=True)), "NOT_FOUND", 404)
+            assert isinstance(e.details, dict) and e.details.get("resource") == "skill", e.details
+
+        with step("re-enable"):
+            c4 = orch.update_skill_config(key, UpdateSkillConfigRequest(enabled=True)).item
+            config(c4, enabled=True, settings=settings_sent, has_credentials=True)
+            assert wire_enabled() is True
+
+        with step("credentials never returned"):
+            for x in ex:
+                assert secret not in x.text, f"the credential appears in the response of {x}"
+                if x.method == "PATCH" and x.status == 200:
+                    assert "credentials" not in x.body["item"], x.body["item"]
+
+    with step("audit events"):
+        status, body = ctx.raw("GET", "/audit-events?resourceType=skill&limit=100")
+        assert status == 200, (status, body)
+        assert secret not in json.dumps(body), "a skill credential appears in an audit event"
+        evs = [e for e in body["items"] if e["resourceId"] == key]
+        assert [e["type"] for e in evs] == ["skill.config-updated"] * 3, [e["type"] for e in evs]
+        enable, disable, first = (e["payload"] for e in evs)  # newest first; no-ops add nothing
+        for p, enabled in ((first, True), (disable, False), (enable, True)):
+            assert p["enabled"] is enabled and p["hasCredentials"] is True, p
+            assert sorted(p["settingsKeys"]) == ["maxTokens", "mode", "ratio", "verbose"], p
+            assert p["credentialKeys"] == ["apiKey"], p
+
+
+def _assert_service(svc, entry: dict, *, integration_status: str | None = None) -> None:
+    """A decoded MarketService against its catalogue entry (§2.4)."""
+    assert isinstance(svc, MarketService), type(svc)
+    want = dict(id=entry["id"], skill_key=entry["skillKey"], provider_key=entry["providerKey"],
+                provider_id=entry["providerId"], provider_label=entry["providerLabel"],
+                service_type=entry["serviceType"], name=entry["name"],
+                description=entry["description"], operations=tuple(entry["operations"]),
+                auth_type=entry["authType"], access_mode=entry["accessMode"],
+                execution_mode=entry["executionMode"],
+                integration_status=integration_status or entry["integrationStatus"],
+                distribution=entry["distribution"], maturity=entry["maturity"],
+                kind=entry["kind"], capabilities=tuple(entry.get("capabilities", ())),
+                region=entry["region"], requires_human_enablement=entry["requiresHumanEnablement"],
+                reference_url=entry.get("referenceUrl"), artifact_url=entry.get("artifactUrl"))
+    got = {k: getattr(svc, k) for k in want}
+    assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    assert type(svc.freshness_seconds) is int and svc.freshness_seconds >= 0, svc.freshness_seconds
+    assert TS_RE.match(svc.updated_at), svc.updated_at
+    if "updatedAt" in entry:
+        assert svc.updated_at == entry["updatedAt"], svc.updated_at
+        age_s = (_epoch_ms(_now_ts()) - _epoch_ms(entry["updatedAt"])) // 1000
+        assert abs(svc.freshness_seconds - age_s) <= 5, (svc.freshness_seconds, age_s)
+    assert isinstance(svc.metadata, Mapping), type(svc.metadata)
+    h = entry.get("handoff")
+    if h is None:
+        assert svc.handoff is None, svc.handoff
+    else:
+        assert isinstance(svc.handoff, ExternalHandoff), svc.handoff
+        assert (svc.handoff.label, svc.handoff.url, tuple(svc.handoff.notes)) == (
+            h["label"], h["url"], tuple(h.get("notes", ()))), svc.handoff
+    if hasattr(svc, "operation_contracts"):  # 0.12.1
+        contracts = entry.get("operationContracts", [])
+        assert [c.operation for c in svc.operation_contracts] == [
+            c["operation"] for c in contracts], svc.operation_contracts
+        for c, w in zip(svc.operation_contracts, contracts):
+            assert [(f.key, f.type, f.description) for f in c.input_fields] == [
+                (f["key"], f["type"], f.get("description")) for f in w.get("inputFields", [])], c
+            assert [(f.key, f.type) for f in c.output_fields] == [
+                (f["key"], f["type"]) for f in w.get("outputFields", [])], c
+            assert dict(c.example_input) == w.get("exampleInput", {}), c.example_input  # verbatim
+            assert c.summary == w.get("summary") and tuple(c.notes) == tuple(w.get("notes", ()))
+
+
+def _now_ts() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _assert_service_wire(w: dict, entry: dict) -> None:
+    """Fields the clients drop but the spec requires on the wire (§2.4)."""
+    sid = entry["id"]
+    assert w["consumption"] == {
+        "adapterSetupPath": f"/api/v1/market/adapters/{entry['providerKey']}",
+        "serviceDetailPath": f"/api/v1/market/services/{sid}",
+        "marketSearchPath": "/api/v1/market/search"}, w.get("consumption")
+    assert isinstance(w["endpoints"], list), w.get("endpoints")
+    assert w["endpoint"] == (w["endpoints"][0] if w["endpoints"] else None), w.get("endpoint")
+    assert w["pricing"]["mode"] in ("provider-defined", "fixed", "quote-required"), w["pricing"]
+    assert isinstance(w["payment"]["defaultRail"], str), w["payment"]
+    assert w["payment"]["required"] in (True, False), w["payment"]
+    assert type(w["freshnessSeconds"]) is int, w["freshnessSeconds"]
+    if "pricing" in entry:
+        assert w["pricing"]["mode"] == entry["pricing"]["mode"], w["pricing"]
+        if entry["pricing"].get("amount") is not None:
+            assert w["pricing"]["amount"] == entry["pricing"]["amount"], w["pricing"]
+    if "payment" in entry:
+        for k in ("defaultRail", "required", "chain", "token", "tokenDecimals"):
+            if k in entry["payment"]:
+                assert w["payment"][k] == entry["payment"][k], (k, w["payment"])
+
+
+def _fixture_node_checks(ctx: Ctx, svc) -> None:
+    """sdk-pool:node-01: metadata keys and the exampleInput's mixed-case keys."""
+    if ctx.v >= (0, 12, 1):  # exampleInput values are kept verbatim
+        ex = dict(svc.operation_contracts[0].example_input)
+        assert ex == {"job": {"image_ref": "busybox", "argV": ["true"]}, "max_seconds": 5}, ex
+        assert svc.operation_contracts[0].provider_request == {"method": "POST", "path": "/jobs"}
+    assert dict(svc.metadata) == {"fixture": True, "node_index": 1}, svc.metadata
+
+
+@check("market-services:list")
+def market_services_list(ctx: Ctx) -> None:
+    orch = ctx.orch
+    cat = _catalog()["services"]
+    ids = sorted(cat)
+    with step("list_market_services (one page, no machine)"):
+        page = orch.list_market_services()
+        assert [s.id for s in page.items] == ids, [s.id for s in page.items]
+        assert page.next_cursor is None, page.next_cursor
+        for s in page.items:
+            _assert_service(s, cat[s.id])  # catalogue values unchanged without a machine (§3)
+        _fixture_node_checks(ctx, [s for s in page.items if s.id == "sdk-pool:node-01"][0])
+
+    with wire(ctx) as ex:
+        with step("list_market_services_all(limit=2) follows nextCursor"):
+            items = list(orch.list_market_services_all(limit=2))
+            assert [s.id for s in items] == ids, [s.id for s in items]
+            pages = _gets(ex, "/market/services")
+            assert len(pages) == _pages_for(len(ids), 2), len(pages)
+            _assert_cursor_chain(pages, limit=2, filters={})
+            for x in pages:
+                assert x.request_headers.get("x-api-key") == ctx.api_key, "platform auth"
+                assert "x-agent-pairing-token" not in x.request_headers
+                for w in x.body["items"]:
+                    _assert_service_wire(w, cat[w["id"]])
+
+        with step("service type, canonical and alias"):
+            want = _service_ids(serviceType="compute.marketplace")
+            assert len(want) > 25, want
+            for st in ("compute.marketplace", "compute"):
+                n = len(ex)
+                got = [s.id for s in orch.list_market_services_all(
+                    ListMarketServicesOptions(service_type=st), limit=10)]
+                assert got == want, (st, got)
+                _assert_cursor_chain(_gets(ex[n:], "/market/services"), limit=10,
+                                     filters={"serviceType": st})
+            for alias in ("gnss", "storage", "defi"):
+                got = [s.id for s in orch.list_market_services_all(
+                    ListMarketServicesOptions(service_type=alias))]
+                assert got == _service_ids(serviceType=ALIASES[alias]), (alias, got)
+
+        with step("execution mode"):
+            for mode in ("native", "external-handoff"):
+                got = [s.id for s in orch.list_market_services_all(
+                    ListMarketServicesOptions(execution_mode=mode))]
+                assert got == _service_ids(executionMode=mode), (mode, got)
+
+        with step("provider key (lower-cased)"):
+            got = [s.id for s in orch.list_market_services_all(
+                ListMarketServicesOptions(provider_key="SDK-Pool"), limit=7)]
+            assert got == _service_ids(providerKey="sdk-pool"), got
+
+        with step("unknown provider key onem2m: empty list"):
+            n = len(ex)
+            p = orch.list_market_services(ListMarketServicesOptions(provider_key="onem2m"))
+            assert p.items == () and p.next_cursor is None, p
+            assert ex[n].body == {"items": []}, ex[n].text  # no nextCursor key (C5)
+
+        with step("all four filters"):
+            got = [s.id for s in orch.list_market_services_all(ListMarketServicesOptions(
+                service_type="compute", execution_mode="native", provider_key="qvac"))]
+            assert got == ["qvac-private-inference"], got
+
+    with step("invalid filters"):
+        for opts, field in ((ListMarketServicesOptions(service_type="teleport"), "serviceType"),
+                            (ListMarketServicesOptions(execution_mode="remote"), "executionMode")):
+            e = expect_api_error(lambda: orch.list_market_services(opts), "VALIDATION_ERROR", 400)
+            assert isinstance(e.details, dict) and e.details.get("field") == field, e.details
+    with step("unknown machine"):
+        e = expect_api_error(lambda: orch.list_market_services(ListMarketServicesOptions(
+            machine_id="mach_01J9Z3K4Q7W8X5R2T6Y1V0B3N8")), "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "machine", e.details
+
+
+@check("market-services:get")
+def market_services_get(ctx: Ctx) -> None:
+    import dataclasses
+    orch = ctx.orch
+    cat = _catalog()["services"]
+    listed = {s.id: s for s in orch.list_market_services_all()}
+    with wire(ctx) as ex:
+        for sid in sorted(cat):  # ids with ':' and '.' go into the path unencoded
+            with step(f"get_market_service {sid}"):
+                g = orch.get_market_service(sid).item
+                _assert_service(g, cat[sid])
+                want = dataclasses.replace(listed[sid], freshness_seconds=g.freshness_seconds)
+                assert g == want, (g, want)
+                assert g.freshness_seconds >= listed[sid].freshness_seconds
+                x = ex[-1]
+                assert x.path == f"/api/v1/market/services/{sid}" and _query(x) == {}, x.url
+                _assert_service_wire(x.body["item"], cat[sid])
+    _fixture_node_checks(ctx, orch.get_market_service("sdk-pool:node-01").item)
+    with step("unknown service"):
+        e = expect_api_error(lambda: orch.get_market_service("sdk-pool:no-such-node"),
+                             "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "service", e.details
+
+
+@check("transport:market-adapters")
+def market_adapters(ctx: Ctx) -> None:
+    """GET /market/adapters[/{providerKey}] (§6): no client method calls them; the version's
+    transport does, with platform auth."""
+    cat = _catalog()["adapters"]
+    keys = sorted(cat)
+    with step("list, two per page"):
+        got, cursor, pages = [], None, 0
+        while True:
+            query = {"limit": "2"} if cursor is None else {"limit": "2", "cursor": cursor}
+            page = ctx.api("GET", "/market/adapters", "list", auth="platform", query=query)
+            pages += 1
+            got += page["items"]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                break
+        assert [a["provider_key"] for a in got] == keys, [a["provider_key"] for a in got]
+        assert pages == _pages_for(len(keys), 2), pages
+    with step("each adapter, key lower-cased"):
+        for key in keys:
+            item = ctx.api("GET", f"/market/adapters/{key.upper()}", "item",
+                           auth="platform")["item"]
+            w = cat[key]
+            assert (item["provider_key"], item["label"], item["integration_status"],
+                    item["execution_mode"]) == (key, w["label"], w["integrationStatus"],
+                                                w["executionMode"]), item
+            assert item["credential_keys"] == w.get("credentialKeys", []), item
+            assert item["docs_url"] == w.get("docsUrl"), item
+            rt = w.get("runtimeEndpoint")
+            assert item["runtime_endpoint"] == (None if rt is None else {
+                "required": rt["required"], "probe_path": rt["probePath"]}), item
+    with step("qvac (spec §1 minimum)"):
+        q = ctx.api("GET", "/market/adapters/qvac", "item", auth="platform")["item"]
+        assert q["runtime_endpoint"] == {"required": True, "probe_path": "/v1/models"}, q
+        assert q["credential_keys"] == [] and q["docs_url"] == "https://robotic.sh/services/qvac"
+    with step("unknown provider"):
+        e = expect_api_error(lambda: ctx.api("GET", "/market/adapters/no-such-provider", "item",
+                                             auth="platform"), "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "adapter", e.details
+
+
+def _qvac_lease(ctx: Ctx, mid: str, lease: int = 3600):
+    """Enrol a machine agent and heartbeat a qvac endpoint on ctx.runtime: (agent, endpoint)."""
+    a = _enroll(ctx, mid)
+    hb = _heartbeat(ctx, mid, a.id, a.provisioning_token, [HeartbeatEndpointEntry(
+        provider_key="qvac", endpoint_base_url=ctx.runtime.origin, model_alias="llama-3.2-1b")],
+        lease=lease)
+    assert hb.endpoints and hb.endpoints[0].status == "active", hb
+    return a, hb.endpoints[0]
+
+
+def _paired(ctx: Ctx, mid: str, policy=None):
+    """An active pairing on `mid` with a fresh agent wallet: (pairing, token)."""
+    agent = Account.create()
+    ch = _pairing_challenge(ctx, mid, agent.address, "sdk-market", "buyer")
+    p = ctx.orch.create_agent_pairing(mid, CreateAgentPairingRequest(
+        agent_address=agent.address, agent_provider="sdk-market", agent_role="buyer",
+        agent_proof=_agent_proof(agent, ch), delegation_policy=policy)).item
+    assert p.status == "active" and p.pairing_token, p
+    return p, p.pairing_token
+
+
+def _market_machine(ctx: Ctx) -> dict:
+    """One active machine with a heartbeat-leased qvac endpoint (lease 1 h) and a pairing, made
+    on first use and shared by the search and CLI checks (they only read it)."""
+    mm = ctx.state.get("market_machine")
+    if mm is None:
+        mid, did = _machine(ctx)
+        agent, endpoint = _qvac_lease(ctx, mid)
+        p, token = _paired(ctx, mid)
+        mm = dict(machine_id=mid, did=did, pairing_id=p.id, token=token, agent_id=agent.id)
+        ctx.state["market_machine"] = mm
+    return mm
+
+
+def _integration(items, sid: str) -> str:
+    found = [s for s in items if s.id == sid]
+    assert len(found) == 1, f"{sid} listed {len(found)} times"
+    return found[0].integration_status
+
+
+@check("market-services:machine-scoped")
+def market_services_machine_scoped(ctx: Ctx) -> None:
+    """qvac is `native` only on a machine whose qvac runtime endpoint is effectively active."""
+    import dataclasses
+    orch = ctx.orch
+    cat = _catalog()["services"]
+    qvac = "qvac-private-inference"
+    with step("machines"):
+        mid, _ = _machine(ctx)
+        other, _ = _machine(ctx)  # no runtime endpoint
+        agent, _ = _qvac_lease(ctx, mid, lease=600)
+    unscoped = {s.id: s for s in orch.list_market_services_all()}
+
+    with wire(ctx) as ex:
+        with step("list with machineId (qvac leased)"):
+            items = list(orch.list_market_services_all(ListMarketServicesOptions(machine_id=mid),
+                                                       limit=10))
+            assert [s.id for s in items] == sorted(cat), [s.id for s in items]
+            for s in items:
+                want = "native" if s.id == qvac else cat[s.id]["integrationStatus"]
+                if cat[s.id]["kind"] == "runtime" and s.id != qvac:
+                    want = "local-config-required"
+                _assert_service(s, cat[s.id], integration_status=want)
+                if s.id != qvac:  # only runtime services change (§3)
+                    assert s == dataclasses.replace(unscoped[s.id],
+                                                    freshness_seconds=s.freshness_seconds), s.id
+            _assert_cursor_chain(_gets(ex, "/market/services"), limit=10,
+                                 filters={"machineId": mid})
+        with step("list with machineId (no endpoint)"):
+            items = list(orch.list_market_services_all(ListMarketServicesOptions(
+                machine_id=other, provider_key="qvac")))
+            assert _integration(items, qvac) == "local-config-required", items
+        with step("get with and without machineId"):
+            opts = GetMarketServiceOptions(machine_id=mid)
+            assert orch.get_market_service(qvac, opts).item.integration_status == "native"
+            assert _query(ex[-1]) == {"machineId": mid}, ex[-1].url
+            assert orch.get_market_service(qvac, GetMarketServiceOptions(
+                machine_id=other)).item.integration_status == "local-config-required"
+            assert orch.get_market_service(qvac).item.integration_status == \
+                cat[qvac]["integrationStatus"]  # catalogue value without a machine
+            assert orch.get_market_service("walrus:blob-storage", opts).item.integration_status \
+                == cat["walrus:blob-storage"]["integrationStatus"]
+
+    if ctx.v >= (0, 12, 1):
+        p, token = _paired(ctx, mid)
+        with wire(ctx) as ex:
+            with step("pairing token: list scoped to the token's machine"):
+                items = list(orch.list_market_services_all(pairing_token=token, limit=10))
+                assert [s.id for s in items] == sorted(cat), [s.id for s in items]
+                assert _integration(items, qvac) == "native", items
+                pages = _gets(ex, "/market/services")
+                _assert_cursor_chain(pages, limit=10, filters={})  # no machineId in the query
+                for x in pages:  # the token on every page, and the key beside it (C2)
+                    assert x.request_headers.get("x-agent-pairing-token") == token, x
+                    assert x.request_headers.get("x-api-key") == ctx.api_key, x
+            with step("pairing token: machineId of the token"):
+                items = list(orch.list_market_services_all(ListMarketServicesOptions(
+                    machine_id=mid, provider_key="qvac"), pairing_token=token))
+                assert _integration(items, qvac) == "native", items
+            with step("pairing token: get"):
+                g = orch.get_market_service(qvac, pairing_token=token).item
+                assert isinstance(g, MarketService) and g.integration_status == "native", g
+                assert ex[-1].request_headers.get("x-agent-pairing-token") == token
+                g = orch.get_market_service(qvac, GetMarketServiceOptions(machine_id=mid),
+                                            pairing_token=token).item
+                assert g.integration_status == "native", g
+            with step("pairing token: no API key (token only)"):
+                bare = ctx.client_with_key(None)
+                with wire(ctx, bare) as bx:
+                    assert bare.orchestration.get_market_service(qvac, pairing_token=token) \
+                        .item.integration_status == "native"
+                    items = list(bare.orchestration.list_market_services_all(
+                        ListMarketServicesOptions(provider_key="qvac"), pairing_token=token))
+                    assert _integration(items, qvac) == "native", items
+                    assert len(bx) == 2 and all(
+                        "x-api-key" not in x.request_headers and x.status == 200 for x in bx), bx
+            with step("pairing token: another machine"):
+                e = expect_api_error(lambda: orch.get_market_service(
+                    qvac, GetMarketServiceOptions(machine_id=other), pairing_token=token),
+                    "AGENT_AUTH_INVALID", 401)
+                assert isinstance(e.details, dict) and \
+                    e.details.get("reason") == "machine-mismatch", e.details
+                expect_api_error(lambda: orch.list_market_services(ListMarketServicesOptions(
+                    machine_id=other), pairing_token=token), "AGENT_AUTH_INVALID", 401)
+            with step("pairing token: not a token"):
+                expect_api_error(lambda: orch.list_market_services(pairing_token="not-a-token"),
+                                 "AGENT_AUTH_INVALID", 401)
+
+    with step("lease ended (agent revoked)"):
+        assert orch.revoke_machine_agent(mid, agent.id) is None
+        items = list(orch.list_market_services_all(ListMarketServicesOptions(machine_id=mid)))
+        assert _integration(items, qvac) == "local-config-required", items
+        assert orch.get_market_service(qvac, GetMarketServiceOptions(
+            machine_id=mid)).item.integration_status == "local-config-required"
+
+
+# --- market search (catalogue-and-search.md §8, §9) -----------------------------------------
+
+def _search(ctx: Ctx, token: str, client=None, **kw):
+    orch = (client or ctx.client).orchestration
+    return orch.search_market(MarketSearchRequest(**kw), token).item
+
+
+def _assert_search(s, *, mid: str, pairing_id: str, service_type: str, status: str = "completed",
+                   **task) -> None:
+    """A decoded MarketSearch (§2.6) and each of its quotes against the catalogue."""
+    cat = _catalog()["services"]
+    assert isinstance(s, MarketSearch), type(s)
+    assert s.id.startswith("srch_"), s.id
+    assert (s.machine_id, s.agent_pairing_id, s.status) == (mid, pairing_id, status), s
+    assert TS_RE.match(s.created_at), s.created_at
+    nt = s.normalized_task
+    assert isinstance(nt, NormalizedTask), type(nt)
+    want = dict(service_type=service_type, required_capabilities=(), allow_external_handoff=True,
+                require_native_execution=False, operation=None, region=None)
+    want.update(task)
+    got = {k: getattr(nt, k) for k in want}
+    assert got == want, (got, want)
+    assert isinstance(s.quotes, tuple), type(s.quotes)
+    if status == "no_match":
+        assert s.quotes == (), s.quotes
+    else:
+        assert s.quotes, "completed without quotes"
+    ranked = [(-q.score, q.service_id) for q in s.quotes]
+    assert ranked == sorted(ranked), f"quotes not ordered by score, then id: {ranked}"
+    assert len({q.id for q in s.quotes}) == len(s.quotes), "duplicate quote ids"
+    for q in s.quotes:
+        assert isinstance(q, MarketQuote), type(q)
+        e = cat[q.service_id]
+        assert q.id.startswith("quo_"), q.id
+        assert e["serviceType"] == service_type, (q.service_id, e["serviceType"])
+        assert (q.skill_key, q.provider_key, q.execution_mode) == (
+            e["skillKey"], e["providerKey"], e["executionMode"]), q
+        assert q.operation == (nt.operation or e["operations"][0]), (q.operation, e["operations"])
+        assert isinstance(q.score, float) and 0 <= q.score <= 1, q.score
+        assert q.score == round(q.score, 4), q.score
+        assert isinstance(q.reasons, tuple) and len(q.reasons) == len(SCORE_FACTORS), q.reasons
+        assert {r.split(":", 1)[0] for r in q.reasons} == SCORE_FACTORS, q.reasons
+        assert isinstance(q.pricing, QuotePricing), type(q.pricing)
+        assert q.pricing.mode == e.get("pricing", {}).get("mode", "provider-defined"), q.pricing
+        assert isinstance(q.payment, MarketPaymentRailRecommendation), type(q.payment)
+        pay = e.get("payment", {"defaultRail": "not-required", "required": False})
+        assert (q.payment.default_rail, q.payment.required) == (
+            pay["defaultRail"], pay["required"]), q.payment
+        assert TS_RE.match(q.expires_at), q.expires_at
+        assert _epoch_ms(q.expires_at) - _epoch_ms(s.created_at) == QUOTE_TTL_MS, \
+            (q.expires_at, s.created_at)
+        if e["executionMode"] == "external-handoff":
+            assert isinstance(q.handoff, ExternalHandoff), q.handoff
+            assert (q.handoff.label, q.handoff.url) == (e["handoff"]["label"],
+                                                        e["handoff"]["url"]), q.handoff
+        else:
+            assert q.handoff is None, q.handoff
+        if nt.require_native_execution or not nt.allow_external_handoff:
+            assert q.execution_mode == "native", q
+
+
+def _quote(s, sid: str):
+    found = [q for q in s.quotes if q.service_id == sid]
+    assert len(found) == 1, f"{sid} quoted {len(found)} times: {[q.service_id for q in s.quotes]}"
+    return found[0]
+
+
+def _reason(q, factor: str) -> str:
+    return [r for r in q.reasons if r.startswith(factor + ":")][0]
+
+
+@check("market-search:token-only")
+def market_search_token_only(ctx: Ctx) -> None:
+    """0.2.0 sends only the token (even with an API key); 0.12.1 does without an API key.
+    The server requires API keys on platform routes, and still accepts this (README C2)."""
+    mm = _market_machine(ctx)
+    mid, pid, token = mm["machine_id"], mm["pairing_id"], mm["token"]
+    # 0.2.0's own client, which has the run's API key; 0.12.1 would send it, so use one without.
+    client = ctx.client if ctx.v < (0, 12, 1) else ctx.client_with_key(None)
+    with wire(ctx, client) as ex:
+        with step("search (alias, maxResults above 25)"):
+            s = _search(ctx, token, client, service_type="compute", max_results=40)
+        with step("wire"):
+            x = _one(ex, "POST", "/market/search")
+            assert x.status == 201, x.status
+            assert x.request_headers.get("x-agent-pairing-token") == token, x.request_headers
+            assert "x-api-key" not in x.request_headers, "token only"
+            assert x.request_body == {"serviceType": "compute", "maxResults": 40}, x.request_body
+            wire_item = x.body["item"]
+            assert wire_item["requestPayload"] == x.request_body, wire_item["requestPayload"]
+            assert wire_item["normalizedTask"]["maxResults"] == 25, wire_item["normalizedTask"]
+            assert wire_item["agentPairingId"] == pid, wire_item
+            assert all(q["searchId"] == s.id for q in wire_item["quotes"]), "quote searchId"
+    with step("decoded search"):
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace")
+        assert dict(s.request_payload) == {"service_type": "compute", "max_results": 40}, \
+            s.request_payload  # the client snake-cases the stored request
+        assert len(s.quotes) == 25, f"maxResults 40 must be clamped to 25, got {len(s.quotes)}"
+    with step("qvac ranks first (native on the machine's active runtime endpoint)"):
+        q = s.quotes[0]
+        assert q.service_id == "qvac-private-inference", [x.service_id for x in s.quotes[:3]]
+        assert (q.execution_mode, q.integration_status) == ("native", "native"), q
+        assert q.pricing.mode == "fixed" and q.pricing.amount == 0, q.pricing
+        assert (q.payment.default_rail, q.payment.required) == ("not-required", False), q.payment
+        assert "active" in _reason(q, "execution"), q.reasons
+    with step("get_market_search"):
+        with wire(ctx) as ex:
+            g = ctx.orch.get_market_search(s.id).item
+            assert g == s, (g, s)
+            x = ex[-1]
+            assert x.request_headers.get("x-api-key") == ctx.api_key, "platform auth"
+        status, body = ctx.raw("GET", f"/market/searches/{s.id}")
+        assert status == 200, (status, body)
+        assert body["item"] == wire_item, "GET must return the search exactly as created"
+        e = expect_api_error(lambda: ctx.orch.get_market_search("srch_01J9Z3K4Q7W8X5R2T6Y1V0B3N8"),
+                             "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "market-search", \
+            e.details
+    with step("audit event"):
+        status, body = ctx.raw("GET", f"/audit-events?machineId={mid}&resourceType=market-search"
+                                      f"&limit=100")
+        assert status == 200, (status, body)
+        evs = [e for e in body["items"] if e["resourceId"] == s.id]
+        assert [e["type"] for e in evs] == ["market.search.created"], evs
+        p = evs[0]["payload"]
+        assert p == {"machineId": mid, "agentPairingId": pid, "serviceType": "compute.marketplace",
+                     "status": "completed", "quoteCount": 25}, p
+    ctx.state["market_search"] = s.id
+
+
+@check("market-search:token-and-key", since="0.12.1")
+def market_search_token_and_key(ctx: Ctx) -> None:
+    """0.12.1 sends the API key beside the token when it has one; the key is checked too."""
+    mm = _market_machine(ctx)
+    mid, pid, token = mm["machine_id"], mm["pairing_id"], mm["token"]
+    with wire(ctx) as ex:
+        s = _search(ctx, token, service_type="compute.marketplace", max_results=3)
+        x = _one(ex, "POST", "/market/search")
+        assert x.status == 201, x.status
+        assert x.request_headers.get("x-agent-pairing-token") == token, x.request_headers
+        assert x.request_headers.get("x-api-key") == ctx.api_key, x.request_headers
+    _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace")
+    assert len(s.quotes) == 3 and s.quotes[0].service_id == "qvac-private-inference", s.quotes
+    assert ctx.orch.get_market_search(s.id).item == s
+    with step("a wrong API key beside a valid token"):
+        expect_api_error(lambda: _search(ctx, token, ctx.client_with_key("sdk-wrong-key"),
+                                         service_type="compute"), "AUTH_INVALID", 401)
+
+
+@check("market-search:criteria")
+def market_search_criteria(ctx: Ctx) -> None:
+    import json
+    mm = _market_machine(ctx)
+    mid, pid, token = mm["machine_id"], mm["pairing_id"], mm["token"]
+    orch = ctx.orch
+    with step("capabilities, region, operation (default maxResults 10), ids of the token"):
+        s = _search(ctx, token, service_type="compute.marketplace", required_capabilities=("fast",),
+                    region="EU-West", operation="run-job", machine_id=mid, agent_pairing_id=pid)
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace",
+                       required_capabilities=("fast",), region="EU-West", operation="run-job")
+        want = [k for k, e in _catalog()["services"].items()
+                if e["serviceType"] == "compute.marketplace" and "fast" in e.get("capabilities", [])
+                and "run-job" in e["operations"]
+                and e["region"].lower() in ("eu-west", "global")]
+        assert len(want) > 10, want
+        assert len(s.quotes) == 10 and {q.service_id for q in s.quotes} <= set(want), s.quotes
+        for q in s.quotes:
+            assert _reason(q, "capabilities") and q.operation == "run-job", q
+    with step("maxResults 3"):
+        s = _search(ctx, token, service_type="compute", max_results=3)
+        assert len(s.quotes) == 3, s.quotes
+    with step("requireNativeExecution"):
+        s = _search(ctx, token, service_type="compute", require_native_execution=True,
+                    max_results=25)
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace",
+                       require_native_execution=True)
+        assert "aethir:gpu-cloud" not in {q.service_id for q in s.quotes}, s.quotes
+    with step("external handoff allowed and refused"):
+        s = _search(ctx, token, service_type="gnss")
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="data.location")
+        h = _quote(s, "sdk-desk:console")
+        assert h.execution_mode == "external-handoff" and h.handoff.label == "Open SDK desk", h
+        assert h.payment.default_rail == "not-required" and h.pricing.mode == "quote-required", h
+        s = _search(ctx, token, service_type="rtk", allow_external_handoff=False)
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="data.location",
+                       allow_external_handoff=False)
+        assert "sdk-desk:console" not in {q.service_id for q in s.quotes}, s.quotes
+    with wire(ctx) as ex:
+        with step("budget"):
+            s = _search(ctx, token, service_type="compute", max_results=25,
+                        budget=MarketSearchBudget(max=0.05, currency="USDC"))
+            _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace")
+            x = _one(ex, "POST", "/market/search")
+            assert x.request_body["budget"] == {"max": 0.05, "currency": "USDC"}, x.request_body
+            assert x.body["item"]["normalizedTask"]["budget"] == {
+                "max": 0.05, "amount": None, "preferred": None, "currency": "USDC"}, x.body["item"]
+            for q in s.quotes:
+                if q.pricing.mode == "fixed" and q.pricing.currency in (None, "USDC"):
+                    assert q.pricing.amount <= 0.05, (q.service_id, q.pricing)
+            pool = sorted(q.service_id for q in s.quotes if q.provider_key == "sdk-pool")
+            assert pool == [f"sdk-pool:node-0{i}" for i in range(1, 6)], pool
+        n = len(ex)
+        with step("provider credentials (redacted)"):
+            secret = _secret("walrus-token")
+            creds = ProviderCredentials(walrus=WalrusCredentials(
+                aggregator_url="http://127.0.0.1:9/aggregator", publisher_token=secret))
+            s = _search(ctx, token, service_type="storage", provider_credentials=creds)
+            _assert_search(s, mid=mid, pairing_id=pid, service_type="storage.object")
+            x = _one(ex[n:], "POST", "/market/search")
+            assert x.request_body["providerCredentials"] == {"walrus": {
+                "aggregatorUrl": "http://127.0.0.1:9/aggregator", "publisherToken": secret}}, \
+                x.request_body
+            stored = x.body["item"]["requestPayload"]["providerCredentials"]
+            assert stored == {"walrus": {"aggregatorUrl": "[REDACTED]",
+                                         "publisherToken": "[REDACTED]"}}, stored
+            assert dict(s.request_payload)["provider_credentials"] == {"walrus": {
+                "aggregator_url": "[REDACTED]", "publisher_token": "[REDACTED]"}}, s.request_payload
+            assert secret not in x.text and "127.0.0.1:9/aggregator" not in x.text, "not redacted"
+            w = _quote(s, "walrus:blob-storage")
+            assert "not found" not in _reason(w, "execution"), w.reasons  # credentials found
+            # Stored skill credentials count too (skills:config may have set them).
+            stored_creds = orch.get_skill("sdk.credentialed-store").item.auth_state == "configured"
+            assert ("not found" in _reason(_quote(s, "sdk-store:blob"), "execution")) is \
+                (not stored_creds), (stored_creds, _quote(s, "sdk-store:blob").reasons)
+            g = orch.get_market_search(s.id).item
+            assert g == s, (g, s)
+            status, body = ctx.raw("GET", f"/market/searches/{s.id}")
+            assert secret not in json.dumps(body), "a provider credential is stored"
+        with step("provider credentials: worldId matches world-id"):
+            creds = ProviderCredentials(world_id=WorldIdCredentials(
+                app_id="app_sdk", rp_id="rp_sdk", verify_base_url="http://127.0.0.1:9/verify"))
+            s = _search(ctx, token, service_type="identity", provider_credentials=creds)
+            _assert_search(s, mid=mid, pairing_id=pid, service_type="identity.proof-of-person")
+            x = [e for e in ex if e.method == "POST"][-1]
+            assert set(x.request_body["providerCredentials"]) == {"worldId"}, x.request_body
+            w = _quote(s, "world-id:verify-proof")
+            assert "not found" not in _reason(w, "execution"), w.reasons  # §8.1 Compatibility
+    with step("disabled skill is left out"):
+        key = "sdk.credentialed-store"
+        orch.update_skill_config(key, UpdateSkillConfigRequest(enabled=False))
+        try:
+            s = _search(ctx, token, service_type="storage")
+            assert "sdk-store:blob" not in {q.service_id for q in s.quotes}, s.quotes
+        finally:
+            orch.update_skill_config(key, UpdateSkillConfigRequest(enabled=True))
+        s = _search(ctx, token, service_type="storage")
+        _quote(s, "sdk-store:blob")
+    with step("delegation policy filters"):
+        p2, token2 = _paired(ctx, mid, _policy(
+            allowed_service_ids=("qvac-private-inference", "akash:console-deployments",
+                                 "sdk-pool:node-01"),
+            denied_skill_keys=("akash-console-compute",)))
+        s = _search(ctx, token2, service_type="compute")
+        _assert_search(s, mid=mid, pairing_id=p2.id, service_type="compute.marketplace")
+        assert [q.service_id for q in s.quotes] == ["qvac-private-inference", "sdk-pool:node-01"], \
+            [q.service_id for q in s.quotes]
+    with step("no match"):
+        s = _search(ctx, token, service_type="compute", required_capabilities=("no-such-cap",))
+        _assert_search(s, mid=mid, pairing_id=pid, service_type="compute.marketplace",
+                       status="no_match", required_capabilities=("no-such-cap",))
+        assert orch.get_market_search(s.id).item == s
+
+
+@check("market-search:errors")
+def market_search_errors(ctx: Ctx) -> None:
+    mm = _market_machine(ctx)
+    mid, token = mm["machine_id"], mm["token"]
+
+    def invalid(field: str, **kw) -> None:
+        e = expect_api_error(lambda: _search(ctx, token, **kw), "VALIDATION_ERROR", 400)
+        assert isinstance(e.details, dict) and e.details.get("field") == field, e.details
+
+    with step("no serviceType"):
+        invalid("serviceType")
+    with step("unknown serviceType"):
+        invalid("serviceType", service_type="teleport")
+    with step("maxResults 0"):
+        invalid("maxResults", service_type="compute", max_results=0)
+    with step("another machine than the token's"):
+        other, _ = _machine(ctx)
+        e = expect_api_error(lambda: _search(ctx, token, service_type="compute", machine_id=other),
+                             "AGENT_AUTH_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "machine-mismatch", \
+            e.details
+    with step("another pairing than the token's"):
+        e = expect_api_error(lambda: _search(ctx, token, service_type="compute", machine_id=mid,
+                                             agent_pairing_id="apr_01J9Z3K4Q7W8X5R2T6Y1V0B3N8"),
+                             "AGENT_AUTH_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "pairing-mismatch", \
+            e.details
+    with step("not a token"):
+        e = expect_api_error(lambda: _search(ctx, "not-a-token", service_type="compute"),
+                             "AGENT_AUTH_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "malformed", e.details
+    with step("no token (the version's transport, platform auth)"):
+        expect_api_error(lambda: ctx.api("POST", "/market/search", "item", auth="platform",
+                                         body={"machineId": mid, "serviceType": "compute"}),
+                         "AGENT_AUTH_REQUIRED", 401)
+    with step("paused pairing"):
+        p, paused_token = _paired(ctx, mid)
+        ctx.orch.update_agent_pairing(mid, p.id, UpdateAgentPairingRequest(status="paused"))
+        e = expect_api_error(lambda: _search(ctx, paused_token, service_type="compute"),
+                             "AGENT_PAIRING_INACTIVE", 403)
+        assert isinstance(e.details, dict) and e.details.get("status") == "paused", e.details
+        if ctx.v >= (0, 12, 1):  # agent-optional routes validate a token in full too
+            expect_api_error(lambda: ctx.orch.get_market_service(
+                "qvac-private-inference", pairing_token=paused_token),
+                "AGENT_PAIRING_INACTIVE", 403)
+            expect_api_error(lambda: ctx.orch.list_market_services(pairing_token=paused_token),
+                             "AGENT_PAIRING_INACTIVE", 403)
+    with step("machine not bonded (Gate C)"):
+        unbonded, _ = _machine(ctx, bond_status="unbonded")
+        _, unbonded_token = _paired(ctx, unbonded)  # pairing needs Gate B only
+        e = expect_api_error(lambda: _search(ctx, unbonded_token, service_type="compute"),
+                             "MACHINE_NOT_ACTIVATED", 403)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "not-bonded", e.details
+
+
+@check("market-search:max-results-above-int64")
+def market_search_huge_max_results(ctx: Ctx) -> None:
+    # §8.1: "Values above 25 are clamped to 25 (the CLI passes any integer through)". Python ints
+    # are unbounded; `peaqos scale search --max-results 99999999999999999999` sends this too.
+    mm = _market_machine(ctx)
+    s = _search(ctx, mm["token"], service_type="compute", max_results=10**20)
+    assert len(s.quotes) == 25, len(s.quotes)
+
+
+# --- official CLI peaqos 0.1.1 (clients.md §7, §9.4) ------------------------------------------
+#
+# Run in its own venv (run.sh: SDK_CLI_PYTHON), against the 0.12.1 run's server. ctx.cli runs
+# commands through cli_driver.py (one process, the console script's entry point); the default
+# `service list` also runs as the real `peaqos` console script. The CLI gets no API key
+# (PEAQOS_ORCH_API_KEY unset), so it authenticates with the pairing token alone.
+
+def _cli_market(ctx: Ctx) -> tuple[dict, str]:
+    mm = _market_machine(ctx)
+    path = mm.get("token_file") or ctx.cli.file(f"token-{mm['pairing_id']}.txt", mm["token"] + "\n")
+    mm["token_file"] = path
+    return mm, path
+
+
+@check("cli:service-list", since="0.12.1")
+def cli_service_list(ctx: Ctx) -> None:
+    mm, tf = _cli_market(ctx)
+    mid = mm["machine_id"]
+    base = ("scale", "service", "list", "--machine-id", mid, "--pairing-token-file", tf)
+    ids = sorted(_catalog()["services"])
+    with step("default providerKey onem2m: console script prints an empty result"):
+        r = ctx.cli.run_script(*base).ok()
+        assert "No services found." in r.stdout, r.describe()
+    with step("default providerKey onem2m, --json"):
+        r = ctx.cli.run(*base, "--json").ok()
+        assert r.json() == [], r.describe()
+    with step("--provider-key '' --json (every page)"):
+        r = ctx.cli.run(*base, "--provider-key", "", "--json").ok()
+        items = r.json()
+        assert [i["id"] for i in items] == ids, [i["id"] for i in items]
+        q = [i for i in items if i["id"] == "qvac-private-inference"][0]
+        assert q["integration_status"] == "native", q["integration_status"]  # the token's machine
+        assert q["operation_contracts"][0]["operation"] == "run-private-inference", q
+        node = [i for i in items if i["id"] == "sdk-pool:node-01"][0]
+        assert node["operation_contracts"][0]["example_input"] == {
+            "job": {"image_ref": "busybox", "argV": ["true"]}, "max_seconds": 5}, node
+    with step("--limit 2 --json (one page), then --cursor (the rest)"):
+        page = ctx.cli.run(*base, "--provider-key", "", "--limit", "2", "--json").ok().json()
+        assert [i["id"] for i in page["items"]] == ids[:2], page
+        assert isinstance(page["next_cursor"], str) and page["next_cursor"], page
+        rest = ctx.cli.run(*base, "--provider-key", "", "--cursor", page["next_cursor"],
+                           "--json").ok().json()
+        assert [i["id"] for i in rest] == ids[2:], [i["id"] for i in rest]
+    with step("human output with a next-page hint"):
+        r = ctx.cli.run(*base, "--provider-key", "", "--limit", "2").ok()
+        assert f"Services for {mid}" in r.stdout, r.describe()
+        assert ids[0] in r.stdout and ids[1] in r.stdout and ids[2] not in r.stdout, r.describe()
+        assert "Next page" in r.stdout and f"--cursor {page['next_cursor']}" in r.stdout, \
+            r.describe()
+    with step("--provider-key qvac"):
+        r = ctx.cli.run(*base, "--provider-key", "qvac").ok()
+        assert "qvac-private-inference" in r.stdout and "Next page" not in r.stdout, r.describe()
+    with step("another machine than the token's"):
+        other, _ = _machine(ctx)
+        r = ctx.cli.run("scale", "service", "list", "--machine-id", other, "--pairing-token-file",
+                        tf, "--provider-key", "")
+        assert r.exit_code == 2 and "Error" in r.stderr and r.traceback is None, r.describe()
+
+
+@check("cli:service-show", since="0.12.1")
+def cli_service_show(ctx: Ctx) -> None:
+    mm, tf = _cli_market(ctx)
+    mid = mm["machine_id"]
+    cat = _catalog()["services"]
+    auth = ("--machine-id", mid, "--pairing-token-file", tf)
+    with step("show qvac-private-inference --json"):
+        item = ctx.cli.run("scale", "service", "show", "qvac-private-inference", *auth,
+                           "--json").ok().json()["item"]
+        assert item["id"] == "qvac-private-inference", item
+        assert item["integration_status"] == "native", item["integration_status"]
+        assert item["operations"] == cat["qvac-private-inference"]["operations"], item
+        assert [c["operation"] for c in item["operation_contracts"]] == ["run-private-inference"]
+        sdk = ctx.orch.get_market_service("qvac-private-inference", pairing_token=mm["token"]).item
+        assert item["updated_at"] == sdk.updated_at and item["metadata"] == dict(sdk.metadata)
+    with step("ids with colons"):
+        for sid in ("x402:x402-org:protected-evm-exact", "sdk-desk:console"):
+            item = ctx.cli.run("scale", "service", "show", sid, *auth, "--json").ok().json()["item"]
+            assert item["id"] == sid and item["service_type"] == cat[sid]["serviceType"], item
+        assert item["handoff"]["url"] == cat["sdk-desk:console"]["handoff"]["url"], item
+    with step("human output"):
+        r = ctx.cli.run("scale", "service", "show", "sdk-pool:node-01", *auth).ok()
+        assert "Service sdk-pool:node-01" in r.stdout and "run-job" in r.stdout, r.describe()
+    with step("unknown service"):
+        r = ctx.cli.run("scale", "service", "show", "sdk-pool:no-such-node", *auth)
+        assert r.exit_code == 2 and r.traceback is None, r.describe()
+        assert "not found" in r.stderr.lower(), r.describe()
+
+
+@check("cli:search", since="0.12.1")
+def cli_search(ctx: Ctx) -> None:
+    mm, tf = _cli_market(ctx)
+    mid, pid = mm["machine_id"], mm["pairing_id"]
+    base = ("scale", "search", "--machine-id", mid, "--pairing-token-file", tf)
+    with step("--service-type compute --max-results 40 --json"):
+        out = ctx.cli.run(*base, "--agent-pairing-id", pid, "--service-type", "compute",
+                          "--max-results", "40", "--json").ok().json()
+        assert out["id"].startswith("srch_") and out["status"] == "completed", out
+        assert (out["machine_id"], out["agent_pairing_id"]) == (mid, pid), out
+        assert out["normalized_task"]["service_type"] == "compute.marketplace", out
+        assert out["request_payload"] == {"machine_id": mid, "agent_pairing_id": pid,
+                                          "service_type": "compute", "max_results": 40}, \
+            out["request_payload"]
+        assert len(out["quotes"]) == 25, len(out["quotes"])
+        q = out["quotes"][0]
+        assert (q["service_id"], q["integration_status"]) == ("qvac-private-inference", "native"), q
+        s = ctx.orch.get_market_search(out["id"]).item
+        assert [x.id for x in s.quotes] == [x["id"] for x in out["quotes"]], "stored quotes"
+    with step("--service-type gnss --native-only --json"):
+        out = ctx.cli.run(*base, "--service-type", "gnss", "--native-only", "--json").ok().json()
+        nt = out["normalized_task"]
+        assert nt["service_type"] == "data.location" and nt["require_native_execution"] is True, nt
+        assert out["quotes"] and all(q["execution_mode"] == "native" for q in out["quotes"]), out
+        assert out["agent_pairing_id"] == pid, out  # from the token
+    with step("--service-type defi --allow-handoff --region --json"):
+        out = ctx.cli.run(*base, "--service-type", "defi", "--allow-handoff", "--region",
+                          "eu-west", "--json").ok().json()
+        nt = out["normalized_task"]
+        assert (nt["service_type"], nt["allow_external_handoff"], nt["region"]) == (
+            "oracle.price-feed", True, "eu-west"), nt
+        assert {q["service_id"] for q in out["quotes"]} == set(
+            _service_ids(serviceType="oracle.price-feed")), out["quotes"]
+    with step("human output"):
+        r = ctx.cli.run(*base, "--agent-pairing-id", pid, "--service-type", "storage").ok()
+        assert "matching services" in r.stdout and "Next: peaqos scale order" in r.stdout, \
+            r.describe()
+        assert "walrus:blob-storage" in r.stdout, r.describe()
+    with step("no match"):
+        r = ctx.cli.run(*base, "--service-type", "compute", "--capabilities", "no-such-cap").ok()
+        assert "No matching services found." in r.stdout and "srch_" in r.stdout, r.describe()
 
 
 if __name__ == "__main__":

@@ -10,10 +10,14 @@ import os
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # must be set before the client is built
 
+import atexit
 import inspect
 import json
 import re
+import select
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import urllib.error
@@ -21,6 +25,7 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from importlib.metadata import version as _dist_version
+from pathlib import Path
 from typing import Any, Callable
 
 from peaq_os_sdk import PeaqosClient
@@ -141,6 +146,7 @@ class Ctx:
         mcr = os.environ.get("FAKE_MCR_URL")
         self.mcr: FakeMcr | None = FakeMcr(mcr) if mcr else None
         self._runtime: FakeRuntime | None = None
+        self._cli: Cli | None = None
 
     @property
     def runtime(self) -> "FakeRuntime":
@@ -148,6 +154,17 @@ class Ctx:
         if self._runtime is None:
             self._runtime = FakeRuntime()
         return self._runtime
+
+    @property
+    def cli(self) -> "Cli":
+        """The official CLI (its own venv, SDK_CLI_PYTHON), started on first use."""
+        if self._cli is None:
+            self._cli = Cli(self.base_url)
+        return self._cli
+
+    def client_with_key(self, api_key: str | None) -> PeaqosClient:
+        """Another client of this version, configured with `api_key` (None: no key)."""
+        return build_client(self.base_url, api_key)
 
     def raw(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the server without any client (exact wire JSON back, no key conversion)."""
@@ -188,10 +205,11 @@ class Exchange:
 
 
 @contextmanager
-def wire(ctx: "Ctx"):
+def wire(ctx: "Ctx", *clients: PeaqosClient):
     """Record every exchange the client's own session makes inside the block (list of Exchange).
 
-    Hooks the `requests.Session` the client sends through; the calls themselves are unchanged.
+    Hooks the `requests.Session` the client sends through (ctx.client, plus any other client
+    given); the calls themselves are unchanged.
     """
     seen: list[Exchange] = []
 
@@ -199,12 +217,17 @@ def wire(ctx: "Ctx"):
         seen.append(Exchange(res))
         return res
 
-    hooks = ctx.client.session.hooks["response"]
-    hooks.append(hook)
+    sessions = []
+    for c in (ctx.client, *clients):
+        if all(c.session is not s for s in sessions):
+            sessions.append(c.session)
+    for s in sessions:
+        s.hooks["response"].append(hook)
     try:
         yield seen
     finally:
-        hooks.remove(hook)
+        for s in sessions:
+            s.hooks["response"].remove(hook)
 
 
 class FakeRuntime:
@@ -247,6 +270,110 @@ class FakeRuntime:
     def requests(self) -> list[tuple[str, dict[str, str]]]:
         with self._lock:
             return list(self._seen)
+
+
+class CliResult:
+    """One CLI invocation: exit code, stdout, stderr (and a traceback if it crashed)."""
+
+    def __init__(self, argv: list[str], exit_code: int, stdout: str, stderr: str,
+                 traceback_text: str | None = None) -> None:
+        self.argv, self.exit_code, self.stdout, self.stderr = argv, exit_code, stdout, stderr
+        self.traceback = traceback_text
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as e:
+            raise AssertionError(f"{self}: stdout is not JSON: {self.stdout[:500]!r}") from e
+
+    def ok(self) -> "CliResult":
+        """Exit 0 and nothing on stderr that looks like an error."""
+        assert self.exit_code == 0 and self.traceback is None, self.describe()
+        assert "Error" not in self.stderr and "Traceback" not in self.stderr, self.describe()
+        return self
+
+    def describe(self) -> str:
+        tail = f"\n{self.traceback}" if self.traceback else ""
+        return (f"{self}: exit {self.exit_code}\nstdout: {self.stdout[-1500:]!r}\n"
+                f"stderr: {self.stderr[-1500:]!r}{tail}")
+
+    def __repr__(self) -> str:
+        return "peaqos " + " ".join(self.argv)
+
+
+class Cli:
+    """The official `peaqos` CLI, installed in its own venv by run.sh (SDK_CLI_PYTHON).
+
+    `run` executes a command through cli_driver.py: one long-lived process of the CLI venv that
+    imports the CLI once and invokes its click entry point (`peaq_os_cli.main:cli`, the console
+    script's target) per command, so each command costs milliseconds instead of the ~2 s import.
+    `run_script` runs the installed `peaqos` console script as a subprocess. Both run in a private
+    temp dir (the CLI loads ./.env from its working directory; HOME points there too) with
+    telemetry off and no PEAQOS_* variable inherited from the suite.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        py = os.environ.get("SDK_CLI_PYTHON")
+        assert py, "SDK_CLI_PYTHON is not set (run the suite through run.sh)"
+        self.python = py
+        self.script = str(Path(py).parent / "peaqos")
+        self.dir = tempfile.mkdtemp(prefix="peaqos-cli-")
+        from eth_account import Account
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEAQOS_")}
+        env.update(DO_NOT_TRACK="1", PEAQOS_TELEMETRY="0", HOME=self.dir,
+                   PEAQOS_ORCHESTRATION_URL=base_url, PEAQOS_RPC_URL=DUMMY_RPC_URL,
+                   PEAQOS_PRIVATE_KEY="0x" + bytes(Account.create().key).hex())
+        self.env = env
+        self._driver: subprocess.Popen | None = None
+        atexit.register(self.close)
+
+    def file(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def _start(self) -> subprocess.Popen:
+        if self._driver is None or self._driver.poll() is not None:
+            driver = str(Path(__file__).with_name("cli_driver.py"))
+            self._driver = subprocess.Popen(
+                [self.python, driver], cwd=self.dir, env=self.env, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+        return self._driver
+
+    def run(self, *argv: str, env: dict[str, str | None] | None = None,
+            timeout: float = 60) -> CliResult:
+        """`peaqos <argv>` through the driver (env: overrides, None unsets)."""
+        p = self._start()
+        assert p.stdin and p.stdout
+        p.stdin.write(json.dumps({"argv": list(argv), "env": env or {}}) + "\n")
+        p.stdin.flush()
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline() if ready else ""
+        if not line:
+            p.kill()
+            raise AssertionError(f"CLI driver gave no answer to peaqos {' '.join(argv)}")
+        r = json.loads(line)
+        return CliResult(list(argv), r["exit_code"], r["stdout"], r["stderr"], r["traceback"])
+
+    def run_script(self, *argv: str, timeout: float = 90) -> CliResult:
+        """The installed console script as a real subprocess."""
+        self._start()  # the driver imports the CLI meanwhile
+        res = subprocess.run([self.script, *argv], cwd=self.dir, env=self.env, text=True,
+                             capture_output=True, timeout=timeout)
+        return CliResult(list(argv), res.returncode, res.stdout, res.stderr)
+
+    def close(self) -> None:
+        if self._driver is not None and self._driver.poll() is None:
+            assert self._driver.stdin
+            self._driver.stdin.close()
+            try:
+                self._driver.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._driver.kill()
+        self._driver = None
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def expect_api_error(fn: Callable[[], Any], code: str, status: int | None = None):
@@ -303,13 +430,15 @@ def main() -> int:
     for name, lo, hi, fn in _CHECKS:
         if (lo and V < lo) or (hi and V > hi) or not only.search(name):
             continue
+        t0 = time.monotonic()
         try:
             fn(ctx)
             passed += 1
-            print(f"PASS [{SDK_VERSION}] {name}", flush=True)
+            print(f"PASS [{SDK_VERSION}] {name} ({time.monotonic() - t0:.2f} s)", flush=True)
         except Exception as e:  # noqa: BLE001 — every failure is reported, not raised
             failed += 1
-            print(f"FAIL [{SDK_VERSION}] {name}: {_describe(e)}", flush=True)
+            print(f"FAIL [{SDK_VERSION}] {name} ({time.monotonic() - t0:.2f} s): {_describe(e)}",
+                  flush=True)
             if trace:
                 traceback.print_exc(file=sys.stdout)
     print(f"SUMMARY passed={passed} failed={failed}", flush=True)

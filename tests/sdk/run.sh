@@ -7,13 +7,20 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV_ROOT="${SDK_VENV_DIR:-$REPO/target/sdk-venvs}"
 read -r -a VERSIONS <<<"${SDK_VERSIONS:-0.2.0 0.12.1}"
+CLI_VERSION=0.1.1     # peaq-os-cli, run by the cli:* checks (client versions >= 0.12)
+CLI_SDK_VERSION=0.12.1 # the peaq-os-sdk pinned beside it in the CLI's own venv
+# One API key per run: the server requires it (PEAQOS_REQUIRE_API_AUTH=true) and the checks get it
+# as PEAQOS_API_KEY, so platform calls carry it, while agent calls show what each version sends.
+API_KEY="sdk-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 
 # Server env for every run, on top of the fixed listen address, the database and
 # PEAQOS_MCR_API_URL (the fake MCR started for that run). Add what new checks need here.
 # PEAQOS_MACHINE_IDENTITY_VERIFICATION is left at its default, `required`.
 # SDK_SERVER_ENV adds "K=V K=V".
 SERVER_ENV=(PEAQOS_ENV=development PEAQOS_LOG_FORMAT=text
-  PEAQOS_RUNTIME_PROBE_INTERVAL_MS=1000) # prober every second: runtime checks see it work
+  PEAQOS_RUNTIME_PROBE_INTERVAL_MS=1000 # prober every second: runtime checks see it work
+  PEAQOS_REQUIRE_API_AUTH=true PEAQOS_API_KEY="$API_KEY"
+  PEAQOS_CATALOG_DIR="$HERE/catalog") # test services on loopback (catalog/generate.py)
 read -r -a EXTRA_ENV <<<"${SDK_SERVER_ENV:-}"
 SERVER_ENV+=("${EXTRA_ENV[@]}")
 
@@ -41,6 +48,21 @@ ensure_venv() { # $1 = version; prints the venv's python
   echo "$venv/bin/python"
 }
 
+ensure_cli_venv() { # prints the CLI venv's python
+  local venv="$VENV_ROOT/cli-$CLI_VERSION" marker="$VENV_ROOT/cli-$CLI_VERSION/.cli-installed"
+  local want="peaq-os-cli==$CLI_VERSION peaq-os-sdk[x402]==$CLI_SDK_VERSION"
+  if [[ -x "$venv/bin/python" && -f "$marker" && "$(cat "$marker")" == "$want" ]]; then
+    echo "$venv/bin/python"; return
+  fi
+  log "creating venv for $want in $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "peaq-os-cli==$CLI_VERSION" \
+    "peaq-os-sdk[x402]==$CLI_SDK_VERSION" >&2
+  echo "$want" >"$marker"
+  echo "$venv/bin/python"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -59,6 +81,8 @@ total_pass=0
 total_fail=0
 for ver in "${VERSIONS[@]}"; do
   py="$(ensure_venv "$ver")"
+  cli_py=""
+  if printf '%s\n' 0.12 "$ver" | sort -V -C; then cli_py="$(ensure_cli_venv)"; fi
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/peaqos-sdk.XXXXXX")"
   TMPDIRS+=("$tmp")
 
@@ -103,7 +127,9 @@ for ver in "${VERSIONS[@]}"; do
 
   log "peaq-os-sdk $ver against $url"
   rc=0
-  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" FAKE_MCR_URL="$mcr_url" DO_NOT_TRACK=1 PYTHONDONTWRITEBYTECODE=1 "$py" -u conformance.py) \
+  (cd "$HERE" && PEAQOS_ORCHESTRATION_URL="$url" FAKE_MCR_URL="$mcr_url" PEAQOS_API_KEY="$API_KEY" \
+    SDK_CLI_PYTHON="$cli_py" DO_NOT_TRACK=1 PEAQOS_TELEMETRY=0 PYTHONDONTWRITEBYTECODE=1 \
+    "$py" -u conformance.py) \
     | tee "$tmp/checks.out" || rc=$?
   summary="$(grep -E '^SUMMARY passed=[0-9]+ failed=[0-9]+$' "$tmp/checks.out" | tail -n1 || true)"
   p=0 f=1 # no summary line: the script crashed, count one failure
