@@ -114,6 +114,8 @@ pub struct Config {
 
     pub market_quote_ttl_ms: u64,
     pub require_market_quotes: bool,
+    /// An order left `executing` longer than this is failed by the background runner.
+    pub order_execution_timeout_ms: u64,
 
     pub enforce_service_payment_rails: bool,
     pub require_payment_before_execute: bool,
@@ -474,6 +476,8 @@ impl Config {
                 .uint("PEAQOS_AGENT_PAIRING_SESSION_TTL_MS", 3_600_000)?,
             market_quote_ttl_ms: vars.uint("PEAQOS_MARKET_QUOTE_TTL_MS", 300_000)?,
             require_market_quotes: vars.bool("PEAQOS_REQUIRE_MARKET_QUOTES", false)?,
+            order_execution_timeout_ms: vars
+                .positive("PEAQOS_ORDER_EXECUTION_TIMEOUT_MS", 600_000)?,
             enforce_service_payment_rails: vars
                 .bool("PEAQOS_ENFORCE_SERVICE_PAYMENT_RAILS", false)?,
             require_payment_before_execute: vars

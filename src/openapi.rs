@@ -30,6 +30,7 @@ const TABLES: &[RouteErrors] = &[
     crate::policies::routes::ERRORS,
     crate::graph::routes::ERRORS,
     crate::tasks::routes::ERRORS,
+    crate::orders::routes::ERRORS,
 ];
 
 struct Security;
@@ -221,6 +222,21 @@ fn add_error_responses(operation: &mut Operation, codes: &[ErrorCode]) {
         crate::tasks::routes::list_outcomes,
         crate::tasks::routes::list_runs,
         crate::tasks::routes::read_run,
+        crate::orders::routes::list,
+        crate::orders::routes::create,
+        crate::orders::routes::read,
+        crate::orders::routes::execute,
+        crate::orders::routes::confirm,
+        crate::orders::routes::dispute,
+        crate::orders::routes::cancel,
+        crate::orders::routes::retry,
+        crate::orders::routes::direct_read,
+        crate::orders::routes::read_payment,
+        crate::orders::routes::payment_intent,
+        crate::orders::routes::payment_proof,
+        crate::orders::routes::escrow_lock,
+        crate::orders::routes::release,
+        crate::orders::routes::refund,
     ),
     components(schemas(ErrorEnvelope, ErrorObject, crate::health::Health, crate::health::Readiness, crate::health::ReadinessCheck, crate::agents::model::HeartbeatRequest))
 )]

@@ -25,12 +25,14 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::graph::routes())
         .merge(crate::tasks::routes())
         .merge(crate::market::platform_routes())
+        .merge(crate::orders::platform_routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(app.clone(), auth::require_api_key));
 
     // A pairing token (or, with PEAQOS_REQUIRE_AGENT_PAIRING_AUTH=false, the API key).
     let agent = Router::new()
         .merge(crate::market::agent_routes())
+        .merge(crate::orders::agent_routes())
         .route_layer(from_fn_with_state(app.clone(), idempotency::middleware))
         .route_layer(from_fn_with_state(
             app.clone(),
@@ -40,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
     // The API key, or a pairing token that scopes the view.
     let agent_optional = Router::new()
         .merge(crate::catalog::agent_optional_routes())
+        .merge(crate::orders::agent_optional_routes())
         .route_layer(from_fn_with_state(
             app.clone(),
             pairing_auth::optional_pairing_token,

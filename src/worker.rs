@@ -1,5 +1,6 @@
-//! Background work (spec agents-and-runtime.md §6): the lease sweeper and the runtime-endpoint
-//! prober, run by one replica at a time, the holder of the database lease.
+//! Background work (spec agents-and-runtime.md §6): the lease sweeper, the runtime-endpoint
+//! prober and the interrupted-execution sweep of orders (orders-and-payments.md §1.1), run by
+//! one replica at a time, the holder of the database lease.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,6 +66,11 @@ pub async fn run(app: Arc<App>) {
         if due(last_sweep, SWEEP_EVERY) {
             if let Err(err) = sweep(&app).await {
                 tracing::warn!(error = %err, "lease sweep failed");
+            }
+            match crate::orders::service::sweep_interrupted(&app).await {
+                Ok(0) => {}
+                Ok(closed) => tracing::warn!(closed, "failed orders whose execution was interrupted"),
+                Err(err) => tracing::warn!(error = %err, "interrupted-execution sweep failed"),
             }
             last_sweep = Some(Instant::now());
         }

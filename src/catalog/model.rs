@@ -431,16 +431,16 @@ pub struct Service {
 }
 
 /// `Consumption`: the canonical paths for using a service.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumption {
     pub adapter_setup_path: String,
     pub service_detail_path: String,
-    pub market_search_path: &'static str,
+    pub market_search_path: String,
 }
 
 /// `MarketService` on the wire: the catalogue entry, machine-scoped where a machine applies.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MarketService {
     pub id: String,

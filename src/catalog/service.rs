@@ -442,7 +442,7 @@ pub fn view(service: &Service, scope: Option<&MachineScope>, now_ms: i64) -> Mar
         consumption: Consumption {
             adapter_setup_path: format!("/api/v1/market/adapters/{}", service.provider_key),
             service_detail_path: format!("/api/v1/market/services/{}", service.id),
-            market_search_path: "/api/v1/market/search",
+            market_search_path: "/api/v1/market/search".into(),
         },
         operation_contracts: service.operation_contracts.clone(),
         reference_url: service.reference_url.clone(),

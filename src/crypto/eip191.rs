@@ -51,6 +51,12 @@ pub fn personal_sign_hash(message: &[u8]) -> [u8; 32] {
 /// ([`SignatureError::InvalidSignature`]), low `s` ([`SignatureError::HighS`]), and finally
 /// recovery itself ([`SignatureError::InvalidSignature`]).
 pub fn recover_signer(message: &[u8], signature: &str) -> Result<String, SignatureError> {
+    recover_prehash(&personal_sign_hash(message), signature)
+}
+
+/// Recovers the signer of a 65-byte `r ‖ s ‖ v` signature over the 32-byte `hash` (EIP-191 and
+/// EIP-712 digests alike), with the checks of [`recover_signer`].
+pub fn recover_prehash(hash: &[u8; 32], signature: &str) -> Result<String, SignatureError> {
     let raw = decode_signature(signature)?;
     let (rs, v) = raw.split_at(64);
     let y_is_odd = match v {
@@ -63,13 +69,12 @@ pub fn recover_signer(message: &[u8], signature: &str) -> Result<String, Signatu
     if bool::from(sig.s().is_high()) {
         return Err(SignatureError::HighS);
     }
-    let hash = personal_sign_hash(message);
     // Ethereum's v carries only the parity of R.y; an x-coordinate that overflowed n is not
     // representable (and happens with negligible probability).
-    let key = VerifyingKey::recover_from_prehash(&hash, &sig, RecoveryId::new(y_is_odd, false))
+    let key = VerifyingKey::recover_from_prehash(hash, &sig, RecoveryId::new(y_is_odd, false))
         .map_err(|_| SignatureError::InvalidSignature)?;
     // Recovery is correct by construction; verifying again is cheap defence in depth.
-    key.verify_prehash(&hash, &sig)
+    key.verify_prehash(hash, &sig)
         .map_err(|_| SignatureError::InvalidSignature)?;
     Ok(address_of(&key))
 }

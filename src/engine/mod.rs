@@ -318,10 +318,18 @@ pub fn result_of(body: &Bytes) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|_| json!({"text": String::from_utf8_lossy(body)}))
 }
 
+/// Makes the call and returns the provider's answer as it came (challenge capture reads any
+/// status).
+pub async fn exchange(call: Box<PreparedCall>) -> Result<ProviderResponse, CallError> {
+    let PreparedCall {
+        client, request, ..
+    } = *call;
+    provider::call(&client, request).await
+}
+
 /// Makes the call.
 pub async fn send(call: Box<PreparedCall>) -> Finished {
-    let PreparedCall { client, request, .. } = *call;
-    match provider::call(&client, request).await {
+    match exchange(call).await {
         Ok(response) if (200..300).contains(&response.status) => Finished::Completed {
             result: result_of(&response.body),
             response,
@@ -352,7 +360,7 @@ impl PreparedCall {
     }
 
     /// The call with another timeout (challenge capture waits less than an execution).
-    pub fn with_timeout(mut self, timeout: std::time::Duration) -> PreparedCall {
+    pub fn with_timeout(mut self: Box<Self>, timeout: std::time::Duration) -> Box<PreparedCall> {
         self.request.timeout = timeout;
         self
     }

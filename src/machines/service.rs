@@ -425,6 +425,9 @@ pub async fn update(app: &App, id: &str, body: UpdateMachine) -> ApiResult<(Opti
         }
     }
 
+    if patch.status == Some(MachineStatus::Archived) {
+        crate::orders::ensure_none_open(app, crate::orders::OrdersOf::Machine(id)).await?;
+    }
     for _ in 0..UPDATE_ATTEMPTS {
         let status_from = machine.status;
         let changed = patch.apply(&mut machine);
@@ -483,6 +486,7 @@ pub async fn archive(app: &App, id: &str) -> ApiResult<Option<Tx>> {
         if status_from == MachineStatus::Archived {
             return Ok(None);
         }
+        crate::orders::ensure_none_open(app, crate::orders::OrdersOf::Machine(id)).await?;
         machine.status = MachineStatus::Archived;
         let now = app.clock.now_ms();
         let mut tx = app.store.begin().await?;

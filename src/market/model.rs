@@ -32,8 +32,9 @@ pub struct SearchRequest {
     pub operation: Option<String>,
     pub required_capabilities: Option<Vec<String>>,
     pub region: Option<String>,
-    /// Default 10; values above 25 are clamped to 25.
-    pub max_results: Option<i64>,
+    /// Default 10; values above 25 are clamped to 25 (any integer, however large).
+    #[schema(value_type = Option<i64>)]
+    pub max_results: Option<serde_json::Number>,
     pub allow_external_handoff: Option<bool>,
     pub require_native_execution: Option<bool>,
     pub budget: Option<Budget>,

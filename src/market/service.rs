@@ -123,6 +123,27 @@ pub fn credential_providers(credentials: &Map<String, Value>) -> HashSet<String>
     credentials.keys().map(|k| credential_key(k)).collect()
 }
 
+/// `maxResults`: an integer ≥ 1, clamped to 25 however large it is (the clients pass any
+/// integer through; one beyond 64 bits arrives as a float with no fraction).
+fn max_results(n: &serde_json::Number) -> ApiResult<i64> {
+    let too_small = || ApiError::validation("maxResults", ">= 1", "maxResults must be at least 1");
+    if let Some(n) = n.as_i64() {
+        return if n < 1 { Err(too_small()) } else { Ok(n.min(MAX_RESULTS)) };
+    }
+    if n.as_u64().is_some() {
+        return Ok(MAX_RESULTS);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= 1.0 => Ok(MAX_RESULTS),
+        Some(f) if f.fract() == 0.0 => Err(too_small()),
+        _ => Err(ApiError::validation(
+            "maxResults",
+            "integer",
+            "maxResults must be an integer",
+        )),
+    }
+}
+
 struct Validated {
     machine_id: Option<String>,
     agent_pairing_id: Option<String>,
@@ -139,14 +160,7 @@ fn validate(body: SearchRequest) -> ApiResult<Validated> {
     let service_type = service_type("serviceType", &raw_type)?;
     let max_results = match body.max_results {
         None => DEFAULT_RESULTS,
-        Some(n) if n < 1 => {
-            return Err(ApiError::validation(
-                "maxResults",
-                ">= 1",
-                "maxResults must be at least 1",
-            ));
-        }
-        Some(n) => n.min(MAX_RESULTS),
+        Some(n) => max_results(&n)?,
     };
     let task = NormalizedTask {
         service_type,
@@ -337,7 +351,7 @@ mod tests {
             operation: None,
             required_capabilities: None,
             region: None,
-            max_results: n,
+            max_results: n.map(serde_json::Number::from),
             allow_external_handoff: None,
             require_native_execution: None,
             budget: None,
@@ -351,6 +365,10 @@ mod tests {
         assert_eq!(validate(body(Some(3))).ok().unwrap().task.max_results, 3);
         let err = validate(body(Some(0))).err().unwrap();
         assert_eq!(err.details["field"], "maxResults");
+        let huge: serde_json::Number = serde_json::from_str("100000000000000000000").unwrap();
+        assert_eq!(max_results(&huge).unwrap(), 25, "beyond 64 bits is still clamped");
+        let fraction: serde_json::Number = serde_json::from_str("2.5").unwrap();
+        assert!(max_results(&fraction).is_err());
         let task = validate(body(None)).ok().unwrap().task;
         assert_eq!(task.service_type, ServiceType::ComputeMarketplace);
         assert!(task.allow_external_handoff && !task.require_native_execution);

@@ -1,23 +1,11 @@
-//! Market orders. Only the open-orders rule exists so far: machines and pairings with
-//! non-terminal orders cannot be archived or revoked (spec identity-and-machines.md §7.5,
-//! pairings-and-auth.md §8.6).
+//! Market orders and the direct read (spec orders-and-payments.md §1.1, §3–§5).
 
+pub mod model;
+pub mod payment;
+pub(crate) mod routes;
+pub mod service;
 mod store;
 
-use crate::App;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-
+pub use routes::{agent_optional_routes, agent_routes, platform_routes};
+pub use service::ensure_none_open;
 pub use store::OrdersOf;
-
-/// `409 OPEN_MARKET_ORDERS` when `of` still has orders in a non-terminal state.
-pub async fn ensure_none_open(app: &App, of: OrdersOf<'_>) -> ApiResult<()> {
-    let count = store::count_open(&app.store, of).await?;
-    if count > 0 {
-        return Err(ApiError::new(
-            ErrorCode::OPEN_MARKET_ORDERS,
-            "There are market orders that are not finished yet",
-        )
-        .with("count", count));
-    }
-    Ok(())
-}

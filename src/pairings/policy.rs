@@ -1,6 +1,7 @@
 //! Delegation policies (spec pairings-and-auth.md §3.2, §4.2, §10; orders-and-payments.md §3):
 //! normalisation, the hash carried in pairing tokens, and the checks market features call.
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -107,17 +108,20 @@ impl DelegationPolicy {
 
     /// Checks 4–6 of orders-and-payments.md §3 for a spend of `amount` in `currency`, given what
     /// the pairing already spent in the current UTC day (`spent_today`, cancelled and failed
-    /// orders excluded). The caller serialises per pairing so that concurrent orders cannot pass
+    /// orders excluded). Amounts are exact decimals, so a hundred spends of 0.1 fit a limit of
+    /// 10 exactly. The caller serialises per pairing so that concurrent orders cannot pass
     /// together.
     pub fn check_spend(
         &self,
-        amount: f64,
+        amount: Decimal,
         currency: Option<&str>,
-        spent_today: f64,
+        spent_today: Decimal,
         window: &SpendWindow,
     ) -> ApiResult<()> {
-        let has_limit = self.per_transaction_limit.is_some() || self.daily_spend_limit.is_some();
-        if let (Some(policy_currency), true) = (&self.currency, has_limit && amount > 0.0)
+        let per_transaction = self.per_transaction_limit.and_then(crate::money::from_f64);
+        let daily = self.daily_spend_limit.and_then(crate::money::from_f64);
+        let has_limit = per_transaction.is_some() || daily.is_some();
+        if let (Some(policy_currency), true) = (&self.currency, has_limit && amount > Decimal::ZERO)
             && !currency.is_some_and(|c| c.eq_ignore_ascii_case(policy_currency))
         {
             return Err(ApiError::new(
@@ -132,28 +136,29 @@ impl DelegationPolicy {
         let currency = currency
             .map(str::to_string)
             .or_else(|| self.currency.clone());
-        if let Some(limit) = self.per_transaction_limit
+        let number = crate::money::to_f64;
+        if let Some(limit) = per_transaction
             && amount > limit
         {
             return Err(ApiError::new(
                 ErrorCode::AGENT_SPEND_LIMIT_EXCEEDED,
                 "The amount is above the pairing's per-transaction limit",
             )
-            .with("limit", limit)
-            .with("amount", amount)
+            .with("limit", number(limit))
+            .with("amount", number(amount))
             .with("currency", currency));
         }
         let daily_total = spent_today + amount;
-        if let Some(limit) = self.daily_spend_limit
+        if let Some(limit) = daily
             && daily_total > limit
         {
             return Err(ApiError::new(
                 ErrorCode::AGENT_DAILY_LIMIT_EXCEEDED,
                 "The pairing's daily spend limit would be exceeded",
             )
-            .with("limit", limit)
-            .with("dailyTotal", daily_total)
-            .with("amount", amount)
+            .with("limit", number(limit))
+            .with("dailyTotal", number(daily_total))
+            .with("amount", number(amount))
             .with("currency", currency)
             .with("windowStartedAt", window.started_at.clone())
             .with("windowEndsAt", window.ends_at.clone()));
@@ -273,6 +278,10 @@ mod tests {
         assert_eq!(err.details["rule"], "skill-key-not-allowed");
     }
 
+    fn d(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn spend_limits() {
         let window = SpendWindow::containing(1_767_225_600_123);
@@ -280,32 +289,48 @@ mod tests {
         assert_eq!(window.ends_at, "2026-01-02T00:00:00.000Z");
         let p =
             policy(json!({"perTransactionLimit": 10, "dailySpendLimit": 25, "currency": "USDT"}));
-        assert!(p.check_spend(10.0, Some("usdt"), 15.0, &window).is_ok());
-        let err = p.check_spend(10.5, Some("USDT"), 0.0, &window).unwrap_err();
+        assert!(
+            p.check_spend(d("10"), Some("usdt"), d("15"), &window)
+                .is_ok()
+        );
+        let err = p
+            .check_spend(d("10.5"), Some("USDT"), d("0"), &window)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::AGENT_SPEND_LIMIT_EXCEEDED);
         assert_eq!(err.details["limit"], 10.0);
         let err = p
-            .check_spend(10.0, Some("USDT"), 15.01, &window)
+            .check_spend(d("10"), Some("USDT"), d("15.01"), &window)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::AGENT_DAILY_LIMIT_EXCEEDED);
         assert_eq!(err.details["windowStartedAt"], "2026-01-01T00:00:00.000Z");
-        let err = p.check_spend(1.0, Some("EUR"), 0.0, &window).unwrap_err();
+        let err = p
+            .check_spend(d("1"), Some("EUR"), d("0"), &window)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::AGENT_POLICY_DENIED);
         assert_eq!(err.details["reason"], "currency-mismatch");
         assert!(
-            p.check_spend(0.0, Some("EUR"), 0.0, &window).is_ok(),
+            p.check_spend(d("0"), Some("EUR"), d("0"), &window).is_ok(),
             "nothing spent, nothing to check"
         );
         let no_currency = policy(json!({"perTransactionLimit": 10}));
         assert!(
             no_currency
-                .check_spend(9.0, Some("EUR"), 0.0, &window)
+                .check_spend(d("9"), Some("EUR"), d("0"), &window)
                 .is_ok()
         );
         assert!(
             DelegationPolicy::default()
-                .check_spend(1e9, None, 1e9, &window)
+                .check_spend(d("1000000000"), None, d("1000000000"), &window)
                 .is_ok()
+        );
+        // Exactness: a hundred spends of 0.1 fill a daily limit of 10, the next one does not fit.
+        let tenths = policy(json!({"dailySpendLimit": 10}));
+        let spent: Decimal = (0..99).map(|_| d("0.1")).sum();
+        assert!(tenths.check_spend(d("0.1"), None, spent, &window).is_ok());
+        assert!(
+            tenths
+                .check_spend(d("0.1"), None, spent + d("0.1"), &window)
+                .is_err()
         );
     }
 }

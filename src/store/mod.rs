@@ -199,6 +199,29 @@ impl Store {
         Tx::begin(conn, statement).await
     }
 
+    /// Serialises the writers of one row for the rest of `tx` (a pairing's spend, say):
+    /// `SELECT … FOR UPDATE` on PostgreSQL. On SQLite every write transaction already holds the
+    /// database's write lock (`BEGIN IMMEDIATE`), across processes too. `false` when the row
+    /// does not exist.
+    pub async fn lock_row(
+        &self,
+        tx: &mut Tx,
+        table: &'static str,
+        id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM {table} WHERE id = $1{lock}"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// A trivial query, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(self).await.map(|_| ())

@@ -523,6 +523,52 @@ fn run_and_outcome(
     (run, outcome)
 }
 
+/// An order's internal task.
+pub async fn find_internal(app: &App, task_id: &str) -> ApiResult<TaskRecord> {
+    store::task(&app.store, task_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("an order's task", format!("task {task_id} is missing")))
+}
+
+/// Closes an execution a crash interrupted: its `running` outcome and run, its route and its
+/// `executing` task fail with `message` (the interrupted-execution sweep). Rows that are no
+/// longer running are left as they are.
+pub async fn fail_interrupted(
+    tx: &mut Tx,
+    task_id: &str,
+    message: &str,
+    now_ms: i64,
+) -> ApiResult<()> {
+    let Some(mut task) = store::task_in(tx, task_id).await? else {
+        return Ok(());
+    };
+    if let Some(outcome_id) = &task.outcome_id
+        && let Some(mut outcome) = store::outcome_in(tx, outcome_id).await?
+        && outcome.status == OutcomeStatus::Running
+    {
+        outcome.status = OutcomeStatus::Failed;
+        outcome.error_code = Some("EXECUTION_INTERRUPTED".into());
+        outcome.error_message = Some(message.to_string());
+        store::save_outcome(tx, &outcome, now_ms).await?;
+        if let Some(mut run) = store::run_of_outcome(tx, outcome_id).await?
+            && run.status == RunStatus::Running
+        {
+            run.status = RunStatus::Failed;
+            run.summary = Some(format!("failed: {message}"));
+            store::save_run(tx, &run, now_ms).await?;
+        }
+        if let Some(mut route) = store::route_in(tx, &outcome.route_id).await? {
+            route.status = RouteStatus::Failed;
+            store::save_route(tx, &route, now_ms).await?;
+        }
+    }
+    if task.status == TaskStatus::Executing {
+        task.status = TaskStatus::Failed;
+        store::update_task(tx, &task, TaskStatus::Executing, now_ms).await?;
+    }
+    Ok(())
+}
+
 /// Inserts an internal task (orders, direct reads): no `task.*` event here; the caller records
 /// its own.
 pub async fn insert_internal(tx: &mut Tx, task: &TaskRecord) -> ApiResult<()> {

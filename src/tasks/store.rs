@@ -122,6 +122,18 @@ pub async fn task(store: &Store, id: &str) -> Result<Option<TaskRecord>, sqlx::E
         .transpose()
 }
 
+pub async fn task_in(tx: &mut Tx, id: &str) -> Result<Option<TaskRecord>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref()
+        .map(|r| task_at(&mut Columns::new(r)))
+        .transpose()
+}
+
 pub async fn tasks_of(
     store: &Store,
     machine_id: &str,
@@ -225,6 +237,18 @@ pub async fn route(store: &Store, id: &str) -> Result<Option<RouteRecord>, sqlx:
     )))
     .bind(id.to_string())
     .fetch_optional(store)
+    .await?;
+    row.as_ref()
+        .map(|r| route_at(&mut Columns::new(r)))
+        .transpose()
+}
+
+pub async fn route_in(tx: &mut Tx, id: &str) -> Result<Option<RouteRecord>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROUTE_COLUMNS} FROM task_routes WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
     .await?;
     row.as_ref()
         .map(|r| route_at(&mut Columns::new(r)))
@@ -344,6 +368,18 @@ pub async fn outcome(store: &Store, id: &str) -> Result<Option<OutcomeRecord>, s
         .transpose()
 }
 
+pub async fn outcome_in(tx: &mut Tx, id: &str) -> Result<Option<OutcomeRecord>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {OUTCOME_COLUMNS} FROM task_outcomes WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref()
+        .map(|r| outcome_at(&mut Columns::new(r)))
+        .transpose()
+}
+
 pub async fn outcomes_of(
     store: &Store,
     machine_id: &str,
@@ -432,6 +468,21 @@ pub async fn run(store: &Store, id: &str) -> Result<Option<RunRecord>, sqlx::Err
     )))
     .bind(id.to_string())
     .fetch_optional(store)
+    .await?;
+    row.as_ref()
+        .map(|r| run_at(&mut Columns::new(r)))
+        .transpose()
+}
+
+pub async fn run_of_outcome(
+    tx: &mut Tx,
+    outcome_id: &str,
+) -> Result<Option<RunRecord>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM task_runs WHERE outcome_id = $1"
+    )))
+    .bind(outcome_id.to_string())
+    .fetch_optional(&mut **tx)
     .await?;
     row.as_ref()
         .map(|r| run_at(&mut Columns::new(r)))
