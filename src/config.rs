@@ -597,6 +597,12 @@ mod tests {
             ("PEAQOS_SECRETS_KEY", "c2hvcnQ="),
             ("PEAQOS_AGENT_PAIRING_SESSION_SECRET", "too-short"),
             ("PEAQOS_PUBLIC_URL", "https://x.example/path"),
+            ("PEAQOS_ORDER_EXECUTION_TIMEOUT_MS", "0"),
+            ("PEAQOS_USDT_DECIMALS", "37"),
+            ("PEAQOS_USDT_CONTRACT", "0x1234"),
+            ("PEAQOS_PAYMENT_RPC_URL", "ws://node"),
+            ("PEAQOS_PAYMENT_MIN_CONFIRMATIONS", "-1"),
+            ("PEAQOS_ENFORCE_SERVICE_PAYMENT_RAILS", "maybe"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");

@@ -41,7 +41,11 @@ pub fn agent_optional_routes() -> Router<Arc<App>> {
 pub(crate) const ERRORS: RouteErrors = &[
     ("GET", "/api/v1/skills/{skillKey}", &[NOT_FOUND]),
     ("GET", "/api/v1/skills/{skillKey}/manifest", &[NOT_FOUND]),
-    ("PATCH", "/api/v1/skills/{skillKey}/config", &[NOT_FOUND]),
+    (
+        "PATCH",
+        "/api/v1/skills/{skillKey}/config",
+        &[NOT_FOUND, IDEMPOTENCY_CONFLICT],
+    ),
     ("GET", "/api/v1/market/services", TOKEN),
     ("GET", "/api/v1/market/services", &[NOT_FOUND]),
     ("GET", "/api/v1/market/services/{serviceId}", TOKEN),

@@ -14,7 +14,7 @@ use super::store::{self, ConfigRow};
 use crate::App;
 use crate::audit::{self, Actor, NewAuditEvent};
 use crate::clock::format_ms;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::paging::{ListPage, PageRequest};
 use crate::http::validate::{MAX_ITEMS, MAX_NAME, MAX_TEXT};
 use crate::machines::model::Machine;
@@ -268,78 +268,105 @@ pub async fn update_config(
     body: UpdateSkillConfig,
 ) -> ApiResult<(Option<crate::store::Tx>, SkillConfig)> {
     let skill = app.catalog.skill(key).ok_or_else(|| skill_not_found(key))?;
-    let new_credentials = body.credentials.map(credentials).transpose()?;
+    let new_credentials: Option<Map<String, Value>> =
+        body.credentials.map(credentials).transpose()?;
     let new_settings = body.settings.map(settings).transpose()?;
 
-    let mut tx = app.store.begin().await?;
-    let existing = store::get_for_update(&mut tx, key).await?;
-    let stored_credentials = match existing
-        .as_ref()
-        .and_then(|r| r.sealed_credentials.as_deref())
-    {
-        Some(sealed) => Some(open_credentials(app, sealed)?),
-        None => None,
-    };
-    let enabled = body
-        .enabled
-        .unwrap_or(existing.as_ref().is_none_or(|r| r.enabled));
-    let settings = new_settings.clone().unwrap_or_else(|| {
-        existing
-            .as_ref()
-            .map(|r| r.settings.clone())
-            .unwrap_or_default()
-    });
-    // `{}` clears the credential set.
-    let credential_set: Option<Map<String, Value>> = match new_credentials {
-        Some(set) if set.is_empty() => None,
-        Some(set) => Some(set),
-        None => stored_credentials.clone(),
-    };
+    // Two attempts: a first write that finds the row inserted meanwhile decides again on it.
+    for _ in 0..2 {
+        let mut tx = app.store.begin().await?;
+        app.store
+            .lock_row_by(&mut tx, "skill_configs", "skill_key", key)
+            .await?;
+        let existing = store::get_for_update(&mut tx, key).await?;
+        let sealed = existing.as_ref().and_then(|r| r.sealed_credentials.clone());
+        let enabled = body
+            .enabled
+            .unwrap_or(existing.as_ref().is_none_or(|r| r.enabled));
+        let settings = new_settings.clone().unwrap_or_else(|| {
+            existing
+                .as_ref()
+                .map(|r| r.settings.clone())
+                .unwrap_or_default()
+        });
+        // Credentials are opened only to compare them with new ones or to name their keys; a
+        // set that no longer opens (the secrets key changed) can still be replaced or cleared.
+        let stored = sealed.as_deref().map(|s| open_credentials(app, s));
+        let (sealed_credentials, credential_keys, credentials_unchanged) = match &new_credentials {
+            // `{}` clears the credential set.
+            Some(set) if set.is_empty() => (None, Vec::new(), sealed.is_none()),
+            Some(set) => (
+                Some(
+                    app.secrets
+                        .seal(Value::Object(set.clone()).to_string().as_bytes()),
+                ),
+                keys(set),
+                matches!(&stored, Some(Ok(old)) if old == set),
+            ),
+            None => (
+                sealed.clone(),
+                match &stored {
+                    Some(Ok(old)) => keys(old),
+                    _ => Vec::new(),
+                },
+                true,
+            ),
+        };
 
-    let unchanged = existing.as_ref().is_none_or(|r| r.enabled) == enabled
-        && existing
-            .as_ref()
-            .map(|r| &r.settings)
-            .unwrap_or(&Map::new())
-            == &settings
-        && credential_set == stored_credentials;
-    if unchanged {
-        drop(tx);
-        return Ok((None, config_view(skill, existing.as_ref())));
+        let unchanged = existing.as_ref().is_none_or(|r| r.enabled) == enabled
+            && existing
+                .as_ref()
+                .map(|r| &r.settings)
+                .unwrap_or(&Map::new())
+                == &settings
+            && credentials_unchanged;
+        if unchanged {
+            drop(tx);
+            return Ok((None, config_view(skill, existing.as_ref())));
+        }
+
+        let now = app.clock.now_ms();
+        let row = ConfigRow {
+            skill_key: key.to_string(),
+            enabled,
+            settings,
+            sealed_credentials: if credentials_unchanged {
+                sealed
+            } else {
+                sealed_credentials
+            },
+            updated_at: now,
+        };
+        if existing.is_some() {
+            store::update(&mut tx, &row).await?;
+        } else if !store::insert_new(&mut tx, &row).await? {
+            continue;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            NewAuditEvent {
+                actor: Actor::Api,
+                event_type: "skill.config-updated",
+                resource_type: "skill",
+                resource_id: key.to_string(),
+                machine_id: None,
+                payload: json!({
+                    "enabled": row.enabled,
+                    "settingsKeys": keys(&row.settings),
+                    "credentialKeys": credential_keys,
+                    "hasCredentials": row.sealed_credentials.is_some(),
+                }),
+            },
+        )
+        .await?;
+        return Ok((Some(tx), config_view(skill, Some(&row))));
     }
-
-    let now = app.clock.now_ms();
-    let row = ConfigRow {
-        skill_key: key.to_string(),
-        enabled,
-        settings,
-        sealed_credentials: credential_set.as_ref().map(|set| {
-            app.secrets
-                .seal(Value::Object(set.clone()).to_string().as_bytes())
-        }),
-        updated_at: now,
-    };
-    store::upsert(&mut tx, &row).await?;
-    let credential_keys = credential_set.as_ref().map(keys).unwrap_or_default();
-    audit::record(
-        &mut tx,
-        now,
-        NewAuditEvent {
-            actor: Actor::Api,
-            event_type: "skill.config-updated",
-            resource_type: "skill",
-            resource_id: key.to_string(),
-            machine_id: None,
-            payload: json!({
-                "enabled": row.enabled,
-                "settingsKeys": keys(&row.settings),
-                "credentialKeys": credential_keys,
-                "hasCredentials": row.sealed_credentials.is_some(),
-            }),
-        },
+    Err(ApiError::new(
+        ErrorCode::IDEMPOTENCY_CONFLICT,
+        "The skill's config was changed concurrently; retry the request",
     )
-    .await?;
-    Ok((Some(tx), config_view(skill, Some(&row))))
+    .with_reason("concurrent-update"))
 }
 
 /// What a machine changes in the view of a service (§3).
@@ -354,10 +381,14 @@ pub struct MachineScope {
 }
 
 impl MachineScope {
-    /// The machine's view, read at `now_ms` (effective endpoint statuses).
+    /// The machine's view, read at `now_ms` (effective endpoint statuses), with the policies
+    /// its `policyIds` name.
     pub async fn of(app: &App, machine: Machine, now_ms: i64) -> ApiResult<MachineScope> {
         let endpoints = crate::runtime::service::machine_endpoints(app, &machine.id).await?;
-        Ok(MachineScope::from_endpoints(machine, endpoints, now_ms))
+        let policies = crate::policies::service::of_machine(app, &machine.policy_ids).await?;
+        let mut scope = MachineScope::from_endpoints(machine, endpoints, now_ms);
+        scope.policies = policies;
+        Ok(scope)
     }
 
     pub fn from_endpoints(

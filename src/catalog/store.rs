@@ -51,8 +51,8 @@ pub async fn all(store: &Store) -> Result<Vec<ConfigRow>, sqlx::Error> {
     rows.iter().map(config_from).collect()
 }
 
-/// The stored config of `skill_key`, read in `tx` (and locked there on PostgreSQL) so that a
-/// change and its audit event see the row they replace.
+/// The stored config of `skill_key`, read in `tx` after `Store::lock_row_by` locked it, so
+/// that a change and its audit event see the row they replace.
 pub async fn get_for_update(
     tx: &mut Tx,
     skill_key: &str,
@@ -66,13 +66,29 @@ pub async fn get_for_update(
     row.as_ref().map(config_from).transpose()
 }
 
-pub async fn upsert(tx: &mut Tx, row: &ConfigRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Inserts the first config of a skill; `false` when another writer inserted it first.
+pub async fn insert_new(tx: &mut Tx, row: &ConfigRow) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
         "INSERT INTO skill_configs (skill_key, enabled, settings, credentials, updated_at)
          VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (skill_key) DO UPDATE SET
-             enabled = excluded.enabled, settings = excluded.settings,
-             credentials = excluded.credentials, updated_at = excluded.updated_at",
+         ON CONFLICT (skill_key) DO NOTHING",
+    )
+    .bind(row.skill_key.clone())
+    .bind(i64::from(row.enabled))
+    .bind(Value::Object(row.settings.clone()).to_string())
+    .bind(row.sealed_credentials.clone())
+    .bind(row.updated_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Replaces a skill's config (its row locked in `tx`).
+pub async fn update(tx: &mut Tx, row: &ConfigRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE skill_configs SET enabled = $2, settings = $3, credentials = $4, updated_at = $5
+         WHERE skill_key = $1",
     )
     .bind(row.skill_key.clone())
     .bind(i64::from(row.enabled))

@@ -154,7 +154,9 @@ pub fn http_endpoint<'a>(service: &'a Service, operation: &str) -> Option<&'a Se
 
 /// §6.1 without building a request: whether an executor is available now (task discovery walks
 /// candidates with this). Runtime endpoints must be present, allowed and not effectively
-/// unreachable; HTTP services need an endpoint with a `url`.
+/// unreachable; HTTP services need an endpoint with a `url`. A destination the network rules
+/// refuse on its face — a blocked host, a literal address outside the allowed scopes — makes
+/// the executor unavailable too (host names are resolved and checked when a call is prepared).
 pub fn executor_available(
     app: &App,
     service: &Service,
@@ -164,13 +166,30 @@ pub fn executor_available(
     match (service.execution_mode, service.kind) {
         (ExecutionMode::ExternalHandoff, _) => Ok(ExecutorKind::Handoff),
         (ExecutionMode::Native, Kind::Runtime) => {
-            runtime_endpoint(app, service, scope, app.clock.now_ms()).map(|_| ExecutorKind::Runtime)
+            let (endpoint, client) = runtime_endpoint(app, service, scope, app.clock.now_ms())?;
+            allowed_on_its_face(&client, &endpoint.endpoint_base_url)?;
+            Ok(ExecutorKind::Runtime)
         }
-        (ExecutionMode::Native, Kind::Reference) => match http_endpoint(service, operation) {
-            Some(_) => Ok(ExecutorKind::Http),
-            None => Err(no_adapter(service)),
-        },
+        (ExecutionMode::Native, Kind::Reference) => {
+            let endpoint = http_endpoint(service, operation).ok_or_else(|| no_adapter(service))?;
+            // A URL still holding placeholders is checked once they are filled.
+            if let Some(url) = endpoint.url.as_deref().filter(|u| !u.contains('{')) {
+                allowed_on_its_face(app.outbound.providers(), url)?;
+            }
+            Ok(ExecutorKind::Http)
+        }
     }
+}
+
+/// The checks of a URL's host that need no DNS look-up.
+fn allowed_on_its_face(client: &Guarded, url: &str) -> ApiResult<()> {
+    let Some(host) = Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    else {
+        return Ok(());
+    };
+    client.policy().check_host(&host).map_err(refused)
 }
 
 fn no_adapter(service: &Service) -> ApiError {

@@ -201,6 +201,14 @@ pub async fn create(app: &App, body: PolicyInput) -> ApiResult<Staged<Policy>> {
         return Err(ApiError::validation("name", "required", "name is required"));
     }
     let fields = validate(body)?;
+    // `{}` clears a cap on PATCH; a new policy has none to clear (§4.2).
+    if matches!(fields.budget_cap, Some(None)) {
+        return Err(ApiError::validation(
+            "budgetCap",
+            "{amount, currency}",
+            "budgetCap needs both currency and amount (omit it for no cap)",
+        ));
+    }
     let now = app.clock.now_ms();
     let policy = Policy {
         id: new_id("pol_"),

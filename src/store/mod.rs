@@ -209,14 +209,25 @@ impl Store {
         table: &'static str,
         id: &str,
     ) -> Result<bool, sqlx::Error> {
+        self.lock_row_by(tx, table, "id", id).await
+    }
+
+    /// [`Store::lock_row`] for a table keyed by `column`.
+    pub async fn lock_row_by(
+        &self,
+        tx: &mut Tx,
+        table: &'static str,
+        column: &'static str,
+        key: &str,
+    ) -> Result<bool, sqlx::Error> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
         let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM {table} WHERE id = $1{lock}"
+            "SELECT {column} FROM {table} WHERE {column} = $1{lock}"
         )))
-        .bind(id.to_string())
+        .bind(key.to_string())
         .fetch_optional(&mut **tx)
         .await?;
         Ok(found.is_some())
