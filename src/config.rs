@@ -127,6 +127,9 @@ pub struct Config {
 
     pub runtime_probe_interval_ms: u64,
     pub runtime_allowed_network_scopes: Vec<NetworkScope>,
+
+    /// Serve the operator console at `/console` (`src/console`).
+    pub console_enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,6 +493,7 @@ impl Config {
             payment_min_confirmations: vars.uint("PEAQOS_PAYMENT_MIN_CONFIRMATIONS", 0)?,
             runtime_probe_interval_ms: vars.uint("PEAQOS_RUNTIME_PROBE_INTERVAL_MS", 30_000)?,
             runtime_allowed_network_scopes: scopes,
+            console_enabled: vars.bool("PEAQOS_CONSOLE_ENABLED", true)?,
         })
     }
 
@@ -563,6 +567,7 @@ mod tests {
         assert!(c.require_agent_pairing_auth);
         assert_eq!(c.mcr_api_url, "https://mcr.peaq.xyz");
         assert_eq!(c.runtime_allowed_network_scopes.len(), 4);
+        assert!(c.console_enabled);
     }
 
     #[test]
@@ -603,6 +608,7 @@ mod tests {
             ("PEAQOS_PAYMENT_RPC_URL", "ws://node"),
             ("PEAQOS_PAYMENT_MIN_CONFIRMATIONS", "-1"),
             ("PEAQOS_ENFORCE_SERVICE_PAYMENT_RAILS", "maybe"),
+            ("PEAQOS_CONSOLE_ENABLED", "off"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");
@@ -639,6 +645,14 @@ mod tests {
         assert!(guarded.warnings().is_empty());
         let v6 = config(&[("PEAQOS_LISTEN_ADDR", "[::1]:8080")]).unwrap();
         assert!(v6.warnings().is_empty());
+    }
+
+    #[test]
+    fn the_console_can_be_turned_off() {
+        let off = config(&[("PEAQOS_CONSOLE_ENABLED", "false")]).unwrap();
+        assert!(!off.console_enabled);
+        let on = config(&[("PEAQOS_CONSOLE_ENABLED", "1")]).unwrap();
+        assert!(on.console_enabled);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod engine;
 pub mod error;

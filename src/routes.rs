@@ -71,6 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
         .merge(crate::health::root_routes())
         .merge(metrics)
+        .merge(crate::console::routes(&app.config))
         .nest("/api/v1", api);
     crate::http::conventions(routes, app)
 }
