@@ -69,7 +69,9 @@ pub async fn run(app: Arc<App>) {
             }
             match crate::orders::service::sweep_interrupted(&app).await {
                 Ok(0) => {}
-                Ok(closed) => tracing::warn!(closed, "failed orders whose execution was interrupted"),
+                Ok(closed) => {
+                    tracing::warn!(closed, "failed orders whose execution was interrupted")
+                }
                 Err(err) => tracing::warn!(error = %err, "interrupted-execution sweep failed"),
             }
             last_sweep = Some(Instant::now());

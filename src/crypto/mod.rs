@@ -2,8 +2,8 @@
 //! pairing JWTs).
 
 pub mod eip191;
-pub mod eip712;
 pub mod eip55;
+pub mod eip712;
 pub mod jwt;
 pub mod secrets;
 

@@ -128,7 +128,11 @@ pub fn credential_providers(credentials: &Map<String, Value>) -> HashSet<String>
 fn max_results(n: &serde_json::Number) -> ApiResult<i64> {
     let too_small = || ApiError::validation("maxResults", ">= 1", "maxResults must be at least 1");
     if let Some(n) = n.as_i64() {
-        return if n < 1 { Err(too_small()) } else { Ok(n.min(MAX_RESULTS)) };
+        return if n < 1 {
+            Err(too_small())
+        } else {
+            Ok(n.min(MAX_RESULTS))
+        };
     }
     if n.as_u64().is_some() {
         return Ok(MAX_RESULTS);
@@ -366,7 +370,11 @@ mod tests {
         let err = validate(body(Some(0))).err().unwrap();
         assert_eq!(err.details["field"], "maxResults");
         let huge: serde_json::Number = serde_json::from_str("100000000000000000000").unwrap();
-        assert_eq!(max_results(&huge).unwrap(), 25, "beyond 64 bits is still clamped");
+        assert_eq!(
+            max_results(&huge).unwrap(),
+            25,
+            "beyond 64 bits is still clamped"
+        );
         let fraction: serde_json::Number = serde_json::from_str("2.5").unwrap();
         assert!(max_results(&fraction).is_err());
         let task = validate(body(None)).ok().unwrap().task;
