@@ -258,7 +258,11 @@ pub async fn intent(
     if !locked.order.status.is_pending() {
         return Err(closed(locked.order.status));
     }
+    // Created when written: the challenge capture may have taken a while.
     let now = app.clock.now_ms();
+    payment.created_at_ms = now;
+    payment.created_at = crate::clock::format_ms(now);
+    payment.updated_at = payment.created_at.clone();
     commit_payment(&mut locked, &payment, None, now).await?;
     Ok(Staged {
         tx: locked.tx,

@@ -627,7 +627,12 @@ pub async fn execute(
             }
             let settlement = match &finished {
                 Finished::Completed { response, .. } if !headers.is_empty() => {
-                    settle(&mut tx, order_id, response, done).await?
+                    settle(&mut tx, order_id, response, true, done).await?
+                }
+                // A provider `402` can still report a settlement that failed (the x402 server's
+                // answer to one): it is kept, and the payment stays held (§9.5).
+                Finished::PaymentRequired { response } if !headers.is_empty() => {
+                    settle(&mut tx, order_id, response, false, done).await?
                 }
                 _ => None,
             };
@@ -694,12 +699,13 @@ pub async fn execute(
     }
 }
 
-/// A request-scoped payment's settlement (§9.5), written into the held payment of an order the
-/// provider answered with `2xx`: `released` when it settled, still `held` when it did not.
+/// A request-scoped payment's settlement (§9.5), written into the held payment: `released`
+/// when it settled and the provider answered `2xx` (`may_release`), else still `held`.
 async fn settle(
     tx: &mut Tx,
     order_id: &str,
     response: &crate::clients::provider::ProviderResponse,
+    may_release: bool,
     now_ms: i64,
 ) -> ApiResult<Option<(x402::Settlement, MarketPayment)>> {
     let Some(settlement) = x402::settlement(response) else {
@@ -717,7 +723,7 @@ async fn settle(
         return Ok(None);
     };
     settlement.apply(proof);
-    let to = if settlement.settled {
+    let to = if settlement.settled && may_release {
         PaymentStatus::Released
     } else {
         PaymentStatus::Held
@@ -1047,7 +1053,7 @@ pub async fn direct_read(
         token.bind(&[&machine_id], &[&pairing_id])?;
     }
     let operation = required_text("operation", body.operation, MAX_NAME)?;
-    market::budget("budget", body.budget)?;
+    let budget = market::budget("budget", body.budget)?;
     let credentials = market::provider_credentials(body.provider_credentials)?;
     let input = body.input.unwrap_or_default();
 
@@ -1111,7 +1117,7 @@ pub async fn direct_read(
         .with_reason("order-required"));
     };
 
-    let task = tasks::internal_task(
+    let mut task = tasks::internal_task(
         &machine_id,
         service,
         &operation,
@@ -1120,6 +1126,8 @@ pub async fn direct_read(
         None,
         now,
     );
+    // §5.1: the budget is recorded on the task constraints (its cap, as in ranking).
+    task.constraints.budget = budget.and_then(|b| b.max.or(b.amount));
     let route = tasks::new_route(
         &task,
         service,

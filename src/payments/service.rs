@@ -72,7 +72,7 @@ pub async fn save(
     now_ms: i64,
 ) -> ApiResult<bool> {
     let written = match from {
-        None => store::insert(tx, payment).await.map(|()| true),
+        None => store::insert(tx, payment, now_ms).await.map(|()| true),
         Some(from) => store::update(tx, payment, from, now_ms).await,
     };
     match written {

@@ -85,10 +85,12 @@ pub async fn of_order(store: &Store, order_id: &str) -> Result<Option<MarketPaym
         .transpose()
 }
 
-pub async fn insert(tx: &mut Tx, p: &MarketPayment) -> Result<(), sqlx::Error> {
+/// Inserts a new payment, last updated at `updated_at` (a proof or an escrow lock creates a
+/// payment planned a moment before it is held).
+pub async fn insert(tx: &mut Tx, p: &MarketPayment, updated_at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO market_payments ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )))
     .bind(p.id.clone())
     .bind(p.order_id.clone())
@@ -104,6 +106,7 @@ pub async fn insert(tx: &mut Tx, p: &MarketPayment) -> Result<(), sqlx::Error> {
     .bind(p.refund_transaction_hash.clone())
     .bind(p.refund_reason.clone())
     .bind(p.created_at_ms)
+    .bind(updated_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -25,6 +25,12 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Base64url, padded or not: how MPP encodes its `Payment-Receipt`.
+const BASE64_URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Longest `bodyError` kept from a provider answer that is not a challenge.
 const BODY_ERROR_CHARS: usize = 500;
 
@@ -465,19 +471,29 @@ pub fn settlement(response: &ProviderResponse) -> Option<Settlement> {
         return Some(Settlement {
             settled: decoded.get("success").and_then(Value::as_bool) == Some(true),
             payer: text(&decoded, "payer").map(str::to_string),
-            transaction: text(&decoded, "transaction").map(|t| {
-                if t.starts_with("0x") {
-                    t.to_ascii_lowercase()
-                } else {
-                    t.to_string()
-                }
-            }),
+            // A failed settlement names no transaction (`""`).
+            transaction: text(&decoded, "transaction")
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    if t.starts_with("0x") {
+                        t.to_ascii_lowercase()
+                    } else {
+                        t.to_string()
+                    }
+                }),
             network: text(&decoded, "network").map(str::to_string),
             response: decoded,
         });
     }
     let receipt = response.header("payment-receipt")?;
-    let decoded = decode_json(receipt).unwrap_or_else(|| json!(receipt));
+    let decoded = decode_json(receipt)
+        .or_else(|| {
+            BASE64_URL
+                .decode(receipt.trim())
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        })
+        .unwrap_or_else(|| json!(receipt));
     let settled = decoded.get("success").and_then(Value::as_bool) == Some(true)
         || text(&decoded, "status") == Some("success");
     Some(Settlement {
