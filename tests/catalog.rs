@@ -4,21 +4,19 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::market::{
     CatalogDir, Market, TOKEN_HEADER, adapter, all_items, audit, catalog_file, enroll, field_of,
     heartbeat, manifest, merged, ms, service, skill, skill_file, start_server,
 };
+use common::process::{BIN, Exited, ServerProcess};
 use common::{backends, config_with, expect_error, expect_json, rand_u64};
 use peaqos_orchestrator::clock::Clock;
 use peaqos_orchestrator::{App, StartError};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_peaqos-orchestrator");
 const DATED: &str = "2026-01-01T00:00:00.000Z";
 const QVAC: &str = "qvac-private-inference";
 
@@ -1440,75 +1438,18 @@ fn catalog_check_prints_counts_or_every_problem() {
     }
 }
 
-struct Spawned {
-    child: Child,
-    base: String,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn_binary(env: &[(&str, &str)]) -> Spawned {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PEAQOS_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("o.db").display()),
-        )
-        .env("PEAQOS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    // Drained as the server writes, so a full pipe never blocks its logging.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).unwrap();
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/health")).await.is_ok() {
-            return Spawned {
-                child,
-                base,
-                stdout,
-                stderr,
-                _dir: dir,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not start");
-}
-
 #[tokio::test]
 async fn json_logs_never_carry_skill_or_provider_credentials() {
     let dir = fixtures();
-    let server = spawn_binary(&[
-        ("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled"),
-        ("PEAQOS_AGENT_PAIRING_VERIFICATION", "disabled"),
-        ("PEAQOS_RUNTIME_PROBE_INTERVAL_MS", "0"),
-        ("PEAQOS_CATALOG_DIR", &dir.path_str()),
-    ])
+    let server = ServerProcess::spawn(
+        None,
+        &[
+            ("PEAQOS_MACHINE_IDENTITY_VERIFICATION", "disabled"),
+            ("PEAQOS_AGENT_PAIRING_VERIFICATION", "disabled"),
+            ("PEAQOS_RUNTIME_PROBE_INTERVAL_MS", "0"),
+            ("PEAQOS_CATALOG_DIR", &dir.path_str()),
+        ],
+    )
     .await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.base);
@@ -1581,22 +1522,11 @@ async fn json_logs_never_carry_skill_or_provider_credentials() {
         .unwrap();
     assert_eq!(refused.status(), 400);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut server = server;
-    let (exit, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let exit = server.child.wait().unwrap();
-        (
-            exit,
-            server.stdout.join().unwrap(),
-            server.stderr.join().unwrap(),
-        )
-    })
-    .await
-    .unwrap();
+    let Exited {
+        status: exit,
+        stdout,
+        stderr,
+    } = server.terminate().await;
     assert!(exit.success(), "clean exit on SIGTERM: {stderr}");
     assert!(
         stdout.lines().filter(|l| !l.trim().is_empty()).count() > 5,
@@ -1654,6 +1584,108 @@ async fn catalogue_reads_and_skill_config_need_the_api_key() {
         )
         .await;
         assert!(audit(&srv, "skill.config-updated").await.is_empty());
+        srv.stop().await;
+    }
+}
+
+/// 32 bytes of base64 for `PEAQOS_SECRETS_KEY`.
+fn secrets_key(byte: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+#[tokio::test]
+async fn credentials_that_no_longer_open_can_still_be_replaced_or_cleared() {
+    for backend in backends() {
+        let dir = fixtures();
+        let old_key = secrets_key(1);
+        let srv = start_server(&backend, Some(&dir), &[("PEAQOS_SECRETS_KEY", &old_key)]).await;
+        let path = "/api/v1/skills/cat-beta/config";
+        let set = srv
+            .patch_json(path, &json!({"credentials": {"apiKey": "old-secret"}}))
+            .await;
+        assert_eq!(
+            expect_json(set, StatusCode::OK).await["item"]["hasCredentials"],
+            true
+        );
+        let url = srv.db.url.clone();
+        let db = srv.stop_keep_db().await;
+
+        // The operator changed PEAQOS_SECRETS_KEY: the stored set no longer opens.
+        let new_key = secrets_key(2);
+        let srv = common::TestServer::start_on(
+            db,
+            &url,
+            &[
+                ("PEAQOS_SECRETS_KEY", new_key.as_str()),
+                ("PEAQOS_CATALOG_DIR", dir.path_str().as_str()),
+            ],
+        )
+        .await;
+        let enabled = expect_json(
+            srv.patch_json(path, &json!({"enabled": false})).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(enabled["item"]["enabled"], false);
+        assert_eq!(enabled["item"]["hasCredentials"], true, "kept as sealed");
+        let replaced = srv
+            .patch_json(path, &json!({"credentials": {"apiKey": "new-secret"}}))
+            .await;
+        assert_eq!(
+            expect_json(replaced, StatusCode::OK).await["item"]["hasCredentials"],
+            true
+        );
+        let cleared = srv.patch_json(path, &json!({"credentials": {}})).await;
+        assert_eq!(
+            expect_json(cleared, StatusCode::OK).await["item"]["hasCredentials"],
+            false
+        );
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_config_changes_of_one_skill_are_all_kept() {
+    for backend in backends() {
+        let dir = fixtures();
+        let srv = start_server(&backend, Some(&dir), &[]).await;
+        let path = "/api/v1/skills/cat-beta/config";
+        // Round 0 races on the first insert; later rounds on the stored row.
+        for round in 0..6 {
+            let on = round % 2 == 0;
+            let credentials = if on {
+                json!({"apiKey": format!("k{round}")})
+            } else {
+                json!({})
+            };
+            let bodies = [
+                json!({"enabled": on}),
+                json!({"settings": {"round": round}}),
+                json!({"credentials": credentials}),
+            ];
+            let answers = futures_util::future::join_all(
+                bodies.iter().map(|body| srv.patch_json(path, body)),
+            )
+            .await;
+            for (body, answer) in bodies.iter().zip(answers) {
+                match answer.status() {
+                    StatusCode::OK => {}
+                    // The loser of a first-insert race is told to retry.
+                    StatusCode::CONFLICT => {
+                        expect_json(srv.patch_json(path, body).await, StatusCode::OK).await;
+                    }
+                    other => panic!("round {round}: {other}"),
+                }
+            }
+            // An empty PATCH changes nothing and answers the stored config.
+            let item =
+                expect_json(srv.patch_json(path, &json!({})).await, StatusCode::OK).await["item"]
+                    .clone();
+            assert_eq!(item["enabled"], on, "round {round}: {item}");
+            assert_eq!(item["settings"]["round"], round, "round {round}: {item}");
+            assert_eq!(item["hasCredentials"], on, "round {round}: {item}");
+        }
         srv.stop().await;
     }
 }

@@ -8,6 +8,7 @@
 //! | `/text` | 200 `text/plain` "plain answer" |
 //! | `/status/{code}` | that status with a JSON error body |
 //! | `/slow` | 200 after 60 s |
+//! | `/delay/{ms}` | 200 `{"delayed": ms}` after that many milliseconds |
 //! | `/big` | 200 with an 11 MiB body (with a `content-length`) |
 //! | `/big-chunked` | 200 with an 11 MiB body streamed in chunks (no `content-length`) |
 //! | `/redirect` | 302 to `/json/target` |
@@ -97,6 +98,11 @@ async fn answer(
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             axum::Json(json!({"late": true})).into_response()
+        }
+        p if p.starts_with("/delay/") => {
+            let ms: u64 = p.trim_start_matches("/delay/").parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            axum::Json(json!({"delayed": ms})).into_response()
         }
         "/big" => (StatusCode::OK, vec![b'a'; 11 * 1024 * 1024]).into_response(),
         "/big-chunked" => {

@@ -2,12 +2,16 @@
 //! PostgreSQL when `TEST_DATABASE_URL` is set.
 #![allow(dead_code)]
 
+pub mod evm;
 pub mod fake_mcr;
 pub mod fake_provider;
 pub mod fake_runtime;
 pub mod market;
+pub mod orders;
+pub mod process;
 pub mod proxy;
 pub mod wallet;
+pub mod x402_paywall;
 
 use std::collections::HashMap;
 use std::sync::Arc;
