@@ -4,6 +4,8 @@ Usage (run.sh does this):
   PEAQOS_ORCHESTRATION_URL=http://127.0.0.1:PORT FAKE_MCR_URL=http://127.0.0.1:MCRPORT \
     python conformance.py
 FAKE_MCR_URL is the fake_mcr.py that the server was started with as PEAQOS_MCR_API_URL.
+The order and payment checks also need FAKE_PROVIDER_URL (fake_provider.py), ANVIL_URL (the
+node the server verifies payments on) and SDK_CATALOG_DIR (the server's PEAQOS_CATALOG_DIR).
 Optional env: PEAQOS_API_KEY, SDK_CHECKS=<regex on check names>, SDK_TRACE=1.
 
 Add a check with @check("name", since=..., until=...); checks run in file order and may
@@ -1381,9 +1383,11 @@ def _catalog() -> dict:
     from pathlib import Path
     cached = _catalog.__dict__.get("value")
     if cached is None:
+        import os
         here = Path(__file__).resolve().parent
         files = sorted((here.parent.parent / "catalog").glob("*.json"))
-        files += sorted((here / "catalog").glob("*.json"))
+        # run.sh's per-run PEAQOS_CATALOG_DIR: catalog/*.json plus the order services
+        files += sorted(Path(os.environ.get("SDK_CATALOG_DIR") or here / "catalog").glob("*.json"))
         cached = {"skills": {}, "manifests": {}, "services": {}, "adapters": {}}
         for f in files:
             doc = json.loads(f.read_text())
@@ -2357,6 +2361,1040 @@ def market_search_huge_max_results(ctx: Ctx) -> None:
     assert len(s.quotes) == 25, len(s.quotes)
 
 
+# --- orders and payments (orders-and-payments.md §4, §5, §7, §8, §9) -------------------------
+#
+# The sdk-shop services (shop.py, catalog/generate.py --orders) run on fake_provider.py, whose
+# x402 paywall verifies and settles EIP-3009 authorizations on the suite's Anvil node (evm.py).
+# The server verifies every transfer proof on that node: run.sh sets
+# PEAQOS_REQUIRE_PAYMENT_RPC_VERIFICATION=true, so even a `recorded` proof is checked over RPC,
+# and each proof below is a real ERC-20 transfer made for it. One machine and pairing (`_shop`)
+# carry the orders; its agent wallet is the payer of the transfer rails.
+
+import shop  # noqa: E402  (tests/sdk/shop.py)
+from evm import DEPLOYER, calldata, transfer_logs  # noqa: E402  (tests/sdk/evm.py)
+
+try:  # 0.12.x
+    from peaq_os_sdk.orchestration.types.market_order import (
+        ConfirmMarketOrderResponse, CreateMarketOrderRequest, DisputeMarketOrderRequest,
+        DisputeMarketOrderResponse, ExecuteMarketOrderRequest, HandoffExecutionResponse,
+        MarketOrder, NativeExecutionResponse, OrderDispute)
+    from peaq_os_sdk.orchestration.types.payment import (
+        CreatePaymentIntentRequest, LockEscrowPaymentRequest, MarketPayment,
+        PaymentIntentRailOptions, RefundPaymentRequest, ReleasePaymentRequest,
+        SubmitPaymentProofRequest)
+except ImportError:  # 0.2.0
+    from peaq_os_sdk.types.orchestration.market_order import (
+        ConfirmMarketOrderResponse, CreateMarketOrderRequest, DisputeMarketOrderRequest,
+        DisputeMarketOrderResponse, ExecuteMarketOrderRequest, HandoffExecutionResponse,
+        MarketOrder, NativeExecutionResponse, OrderDispute)
+    from peaq_os_sdk.types.orchestration.payment import (
+        CreatePaymentIntentRequest, LockEscrowPaymentRequest, MarketPayment,
+        PaymentIntentRailOptions, RefundPaymentRequest, ReleasePaymentRequest,
+        SubmitPaymentProofRequest)
+
+ORDER_RE = re.compile(r"^ord_[0-9A-Za-z]+$")
+HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
+
+
+def _shop(ctx: Ctx) -> dict:
+    """The machine and pairing the order checks share (made on first use): its agent wallet is
+    known, so it can pay. No delegation policy, hence no spend limits."""
+    s = ctx.state.get("shop")
+    if s is None:
+        mid, did = _machine(ctx)
+        agent = Account.create()
+        ch = _pairing_challenge(ctx, mid, agent.address, "sdk-shop", "buyer")
+        p = ctx.orch.create_agent_pairing(mid, CreateAgentPairingRequest(
+            agent_address=agent.address, agent_provider="sdk-shop", agent_role="buyer",
+            agent_proof=_agent_proof(agent, ch))).item
+        assert p.status == "active" and p.pairing_token, p
+        s = dict(machine_id=mid, did=did, pairing_id=p.id, token=p.pairing_token, agent=agent)
+        ctx.state["shop"] = s
+    return s
+
+
+def _order(ctx: Ctx, service_id: str, client=None, **kw) -> MarketOrder:
+    s = _shop(ctx)
+    orch = (client or ctx.client).orchestration
+    return orch.create_market_order(CreateMarketOrderRequest(
+        machine_id=s["machine_id"], agent_pairing_id=s["pairing_id"], service_id=service_id,
+        **kw), s["token"]).item
+
+
+def _raw_order(ctx: Ctx, oid: str) -> dict:
+    status, body = ctx.raw("GET", f"/market/orders/{oid}")
+    assert status == 200, (status, body)
+    return body["item"]
+
+
+def _raw_payment(ctx: Ctx, oid: str) -> dict | None:
+    status, body = ctx.raw("GET", f"/market/orders/{oid}/payment")
+    assert status == 200, (status, body)
+    return body["item"]
+
+
+def _assert_order(o, service_id: str, *, status: str, operation: str | None = None) -> None:
+    """A decoded MarketOrder (§2.1) of the shop machine for a catalogue service."""
+    e = _catalog()["services"][service_id]
+    assert isinstance(o, MarketOrder), type(o)
+    assert ORDER_RE.match(o.id), o.id
+    assert (o.service_id, o.skill_key, o.provider_key, o.service_type) == (
+        service_id, e["skillKey"], e["providerKey"], e["serviceType"]), o
+    assert o.operation == (operation or e["operations"][0]), (o.operation, e["operations"])
+    assert (o.execution_mode, o.status) == (e["executionMode"], status), (o.execution_mode,
+                                                                         o.status, status)
+    pay = e.get("payment", {"defaultRail": "not-required", "required": False})
+    assert isinstance(o.payment, MarketPaymentRailRecommendation), type(o.payment)
+    assert (o.payment.default_rail, o.payment.required) == (pay["defaultRail"], pay["required"]), \
+        o.payment
+    assert TS_RE.match(o.created_at) and TS_RE.match(o.updated_at), o
+
+
+def _wire_auth(ctx: Ctx, x, token: str) -> None:
+    """Agent auth as each version sends it: 0.2.0 the token only (its client has the run's API
+    key), 0.12.1 the token and the key (README C2)."""
+    assert x.request_headers.get("x-agent-pairing-token") == token, x.request_headers
+    if ctx.v < (0, 12, 1):
+        assert "x-api-key" not in x.request_headers, f"{x}: 0.2.0 sends the token only"
+    else:
+        assert x.request_headers.get("x-api-key") == ctx.api_key, x.request_headers
+
+
+def _bodyless(ctx: Ctx, x) -> None:
+    """A POST without parameters: 0.2.0 sends no body with a JSON content type, 0.12.1 no body
+    and no content type (clients.md §0.1)."""
+    assert x.request_body is None, (x, x.request_body)
+    ctype = x.request_headers.get("content-type")
+    if ctx.v < (0, 12, 1):
+        assert ctype == "application/json", (x, ctype)
+    else:
+        assert ctype is None, (x, ctype)
+
+
+def _order_events(ctx: Ctx, oid: str) -> list[str]:
+    """The market.order.* event types of an order, oldest first."""
+    status, body = ctx.raw("GET", f"/audit-events?resourceType=market-order&limit=500")
+    assert status == 200, (status, body)
+    return [e["type"] for e in reversed(body["items"]) if e["resourceId"] == oid]
+
+
+def _pay_wallet(ctx: Ctx, raw: int = shop.WALLET_RAW, payee: str = shop.WALLET_PAYEE):
+    """A real ERC-20 transfer from the shop agent (minted first): (tx hash, receipt)."""
+    agent = _shop(ctx)["agent"]
+    node = ctx.evm
+    node.mint(agent.address, raw)
+    r = node.transfer(agent, payee, raw)
+    return r["transactionHash"], r
+
+
+def _wallet_proof(ctx: Ctx, tx: str, **kw) -> SubmitPaymentProofRequest:
+    agent = _shop(ctx)["agent"]
+    fields = dict(verification_mode="recorded", chain=shop.CHAIN, token=shop.TOKEN_SYMBOL,
+                  payer_address=agent.address, payee_address=shop.WALLET_PAYEE,
+                  amount=str(shop.WALLET_PRICE), transaction_hash=tx,
+                  token_address=shop.TOKEN_ADDRESS, token_decimals=shop.TOKEN_DECIMALS,
+                  raw_amount=str(shop.WALLET_RAW))
+    fields.update(kw)
+    return SubmitPaymentProofRequest(**fields)
+
+
+def _held_wallet_order(ctx: Ctx, **proof) -> tuple[MarketOrder, MarketPayment, str]:
+    """A wallet order paid on chain and proven: (order, held payment, tx hash)."""
+    s = _shop(ctx)
+    o = _order(ctx, shop.WALLET)
+    ctx.orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), s["token"])
+    tx, _ = _pay_wallet(ctx)
+    p = ctx.orch.submit_payment_proof(o.id, _wallet_proof(ctx, tx, **proof), s["token"]).item
+    assert p.status == "held", p.status
+    return o, p, tx
+
+
+@check("orders:free-lifecycle")
+def orders_free_lifecycle(ctx: Ctx) -> None:
+    """create → get (platform, and token in 0.12.1) → list → execute (with input) → confirm
+    (bodyless in 0.2.0) → dispute, on a free native HTTP service."""
+    s = _shop(ctx)
+    orch, token, mid = ctx.orch, s["token"], s["machine_id"]
+    sent = {"note_text": "hello", "nested": {"inner_key": 1, "gone": None}, "empty": {}}
+    # 0.2.0 camel-cases keys inside input, 0.12.1 sends them verbatim; both drop nulls and empty
+    # objects (clients.md §0.3, §0.4).
+    wire_input = ({"noteText": "hello", "nested": {"innerKey": 1}} if ctx.v < (0, 12, 1) else
+                  {"note_text": "hello", "nested": {"inner_key": 1}})
+    with wire(ctx) as ex:
+        with step("create"):
+            o = _order(ctx, shop.ECHO, input_payload=sent)
+            x = _one(ex, "POST", "/market/orders")
+            assert x.status == 201, x.status
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {"machineId": mid, "agentPairingId": s["pairing_id"],
+                                      "serviceId": shop.ECHO, "input": wire_input}, x.request_body
+            _assert_order(o, shop.ECHO, status="created")
+            assert (o.machine_id, o.agent_pairing_id) == (mid, s["pairing_id"]), o
+            assert (o.search_id, o.quote_id, o.handoff, o.error_message) == (None,) * 4, o
+            item = x.body["item"]
+            assert item["input"] == wire_input, item["input"]  # stored as received
+            assert item["amount"] == 0 and item["currency"] == "USDC", item
+            assert item["payment"]["defaultRail"] == "not-required", item["payment"]
+            assert dict(o.input_payload) == {"note_text": "hello", "nested": {"inner_key": 1}}, \
+                o.input_payload  # snake-cased back by both
+    with step("get (platform)"):
+        with wire(ctx) as ex:
+            g = orch.get_market_order(o.id)
+            assert ex[-1].request_headers.get("x-api-key") == ctx.api_key, "platform auth"
+            assert "x-agent-pairing-token" not in ex[-1].request_headers
+        assert g.item == o, (g.item, o)
+    if ctx.v >= (0, 12, 1):
+        with step("get (pairing token)"):
+            with wire(ctx) as ex:
+                scoped = orch.get_market_order(o.id, pairing_token=token)
+                assert ex[-1].request_headers.get("x-agent-pairing-token") == token
+            assert scoped.item == o and scoped.execution is None, scoped
+    with step("list"):
+        second = _order(ctx, shop.ECHO)  # at least two pages
+        with wire(ctx) as ex:
+            items = list(orch.list_market_orders_all(machine_id=mid, limit=1))
+            _assert_cursor_chain(_gets(ex, "/market/orders"), limit=1,
+                                 filters={"machineId": mid})
+        ids = [x.id for x in items]
+        assert ids.count(o.id) == 1 and len(ids) == len(set(ids)), ids
+        assert ids.index(o.id) < ids.index(second.id), ids
+        stamps = [x.created_at for x in items]
+        assert stamps == sorted(stamps), "orders must be listed oldest first"
+        assert [x for x in items if x.id == o.id][0] == o
+    run_input = {"run_id": 7}
+    with wire(ctx) as ex:
+        with step("execute (input replaces the order's)"):
+            r = orch.execute_market_order(o.id, ExecuteMarketOrderRequest(input=run_input), token)
+            x = _one(ex, "POST", f"/{o.id}/execute")
+            _wire_auth(ctx, x, token)
+            want_input = {"runId": 7} if ctx.v < (0, 12, 1) else {"run_id": 7}
+            assert x.request_body == {"input": want_input}, x.request_body
+            assert x.status == 200 and x.body["execution"]["statusCode"] == 200, x.body
+            assert isinstance(r, NativeExecutionResponse), type(r)
+            assert r.execution.status_code == 200, r.execution
+            _assert_order(r.order, shop.ECHO, status="delivered")
+            assert r.order.id == o.id and dict(r.order.input_payload) == run_input, r.order
+            run, out = r.execution.run, r.execution.outcome
+            assert run.status == "completed" and run.id, run
+            assert (out.status, out.service_id, out.skill_key, out.execution_mode) == (
+                "completed", shop.ECHO, shop.SKILL, "native"), out
+            assert out.error_message is None, out
+            result = x.body["execution"]["outcome"]["result"]
+            assert result == {"ok": True, "method": "POST", "path": "/echo/orders", "query": {},
+                              "body": want_input}, result
+            seen = ctx.provider.requests("/echo/orders")[-1]
+            assert seen["body"] == want_input and seen["method"] == "POST", seen
+            assert not {"payment-signature", "x-payment"} & set(seen["headers"]), seen["headers"]
+        with step("execute again"):
+            e = expect_api_error(lambda: orch.execute_market_order(
+                o.id, ExecuteMarketOrderRequest(), token), "ORDER_CLOSED", 409)
+    with wire(ctx) as ex:
+        with step("confirm"):
+            c = orch.confirm_market_order(o.id, token)
+            x = _one(ex, "POST", f"/{o.id}/confirm")
+            _wire_auth(ctx, x, token)
+            if ctx.v < (0, 12, 1):
+                _bodyless(ctx, x)  # 0.2.0: no body, JSON content type (§4.5 Compatibility)
+            else:
+                assert x.request_body == {}, x.request_body
+            assert x.status == 200, x.status
+            assert isinstance(c, ConfirmMarketOrderResponse), type(c)
+            _assert_order(c.order, shop.ECHO, status="confirmed")
+            assert c.payment is None and x.body["payment"] is None, x.body  # no payment record
+        with step("confirm again"):
+            expect_api_error(lambda: orch.confirm_market_order(o.id, token), "ORDER_CLOSED", 409)
+        with step("dispute"):
+            d = orch.dispute_market_order(o.id, DisputeMarketOrderRequest(
+                reason="  wrong echo ", evidence={"log_line": "x", "n": 2}), token)
+            x = _one(ex, "POST", f"/{o.id}/dispute")
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {"reason": "  wrong echo ",
+                                      "evidence": {"logLine": "x", "n": 2}}, x.request_body
+            assert isinstance(d, DisputeMarketOrderResponse), type(d)
+            _assert_order(d.order, shop.ECHO, status="disputed")
+            assert d.payment is None, d.payment
+            assert isinstance(d.dispute, OrderDispute), type(d.dispute)
+            dd = d.dispute
+            assert dd.id.startswith("dsp_") and dd.status == "open", dd
+            assert (dd.order_id, dd.machine_id) == (o.id, mid), dd
+            assert dict(dd.evidence) == {"log_line": "x", "n": 2}, dd.evidence
+            assert dd.reason.strip() == "wrong echo", dd.reason
+            assert TS_RE.match(dd.created_at) and TS_RE.match(dd.updated_at), dd
+    with step("audit events"):
+        assert _order_events(ctx, o.id) == ["market.order.created", "market.order.executed",
+                                            "market.order.confirmed", "market.order.disputed"], \
+            _order_events(ctx, o.id)
+
+
+@check("orders:from-quote")
+def orders_from_quote(ctx: Ctx) -> None:
+    """Orders from a search (§4.2 step 5): `quoteId` alone (its search is the quote's),
+    `searchId` alone (that search's quote for the service), both; a quote of another service
+    gives `quote-mismatch`."""
+    s = _shop(ctx)
+    srch = _search(ctx, s["token"], service_type="commerce", max_results=25)
+    q = _quote(srch, shop.ECHO)
+    other = _quote(srch, shop.WALLET)
+    for kw in ({"quote_id": q.id}, {"search_id": srch.id},
+               {"search_id": srch.id, "quote_id": q.id}):
+        o = _order(ctx, shop.ECHO, **kw)
+        assert (o.search_id, o.quote_id) == (srch.id, q.id), (kw, o.search_id, o.quote_id)
+        assert o.operation == q.operation, o.operation
+    for kw in ({"quote_id": other.id}, {"search_id": srch.id, "quote_id": other.id}):
+        e = expect_api_error(lambda: _order(ctx, shop.ECHO, **kw), "VALIDATION_ERROR", 400)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "quote-mismatch", \
+            (kw, e.details)
+
+
+@check("orders:handoff")
+def orders_handoff(ctx: Ctx) -> None:
+    """A free external-handoff service: execute answers 202 with the handoff (0.12.1 decodes the
+    union's 202 branch), the order reads `handoff` and can be confirmed."""
+    s = _shop(ctx)
+    sid = "sdk-desk:console"
+    e = _catalog()["services"][sid]
+    o = _order(ctx, sid)
+    _assert_order(o, sid, status="created")
+    with wire(ctx) as ex:
+        r = ctx.orch.execute_market_order(o.id, ExecuteMarketOrderRequest(), s["token"])
+        x = _one(ex, "POST", f"/{o.id}/execute")
+        assert x.request_body == {} and x.status == 202, (x.request_body, x.status)
+        assert x.body["execution"]["statusCode"] == 202, x.body["execution"]
+    assert isinstance(r, HandoffExecutionResponse), type(r)
+    assert r.execution.status_code == 202, r.execution
+    assert (r.execution.handoff.label, r.execution.handoff.url) == (
+        e["handoff"]["label"], e["handoff"]["url"]), r.execution.handoff
+    _assert_order(r.order, sid, status="handoff")
+    assert r.order.handoff is not None and r.order.handoff.url == e["handoff"]["url"], r.order
+    raw = _raw_order(ctx, o.id)
+    assert raw["status"] == "handoff" and raw["handoff"]["url"] == e["handoff"]["url"], raw
+    c = ctx.orch.confirm_market_order(o.id, s["token"])
+    _assert_order(c.order, sid, status="confirmed")
+    assert c.payment is None, c.payment
+
+
+@check("orders:errors")
+def orders_errors(ctx: Ctx) -> None:
+    s = _shop(ctx)
+    orch, token = ctx.orch, s["token"]
+    with step("unknown service"):
+        e = expect_api_error(lambda: _order(ctx, "sdk-shop:no-such-service"), "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "service", e.details
+    with step("unknown operation"):
+        e = expect_api_error(lambda: _order(ctx, shop.ECHO, operation="teleport"),
+                             "VALIDATION_ERROR", 400)
+    with step("another machine than the token's"):
+        other, _ = _machine(ctx)
+        e = expect_api_error(lambda: orch.create_market_order(CreateMarketOrderRequest(
+            machine_id=other, agent_pairing_id=s["pairing_id"], service_id=shop.ECHO), token),
+            "AGENT_AUTH_INVALID", 401)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "machine-mismatch", \
+            e.details
+    with step("unknown order"):
+        e = expect_api_error(lambda: orch.get_market_order("ord_01J9Z3K4Q7W8X5R2T6Y1V0B3N8"),
+                             "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "market-order", \
+            e.details
+        expect_api_error(lambda: orch.get_market_payment("ord_01J9Z3K4Q7W8X5R2T6Y1V0B3N8"),
+                         "NOT_FOUND", 404)
+    o = _order(ctx, shop.ECHO)
+    with step("confirm and dispute before delivery"):
+        expect_api_error(lambda: orch.confirm_market_order(o.id, token), "ORDER_NOT_DELIVERED", 409)
+        expect_api_error(lambda: orch.dispute_market_order(
+            o.id, DisputeMarketOrderRequest(reason="early"), token), "ORDER_NOT_DELIVERED", 409)
+    if ctx.v >= (0, 12, 1):
+        with step("another machine's token on get"):
+            other_mid, _ = _machine(ctx)
+            _, other_token = _paired(ctx, other_mid)
+            expect_api_error(lambda: orch.get_market_order(o.id, pairing_token=other_token),
+                             "AGENT_AUTH_INVALID", 401)
+    with step("no token (the version's transport, platform auth)"):
+        expect_api_error(lambda: ctx.api("POST", f"/market/orders/{o.id}/execute", "raw",
+                                         auth="platform", body={}), "AGENT_AUTH_REQUIRED", 401)
+    with step("provider failure: 200 with a failed outcome, order failed"):
+        f = _order(ctx, shop.FLAKY)
+        with wire(ctx) as ex:
+            r = orch.execute_market_order(f.id, ExecuteMarketOrderRequest(), token)
+            assert ex[-1].status == 200, ex[-1]
+        assert isinstance(r, NativeExecutionResponse) and r.execution.status_code == 200, r
+        assert r.execution.outcome.status == "failed", r.execution.outcome
+        assert r.execution.run.status == "failed", r.execution.run
+        assert ex[-1].body["execution"]["outcome"]["errorCode"] == "PROVIDER_ERROR", ex[-1].body
+        assert r.order.status == "failed" and r.order.error_message, r.order
+
+
+@check("transport:orders:cancel-retry")
+def orders_cancel_retry(ctx: Ctx) -> None:
+    """Neither client has cancel or retry (clients.md §4.1); the version's transport sends them
+    as that version would (0.2.0: a bodyless retry still carries a JSON content type)."""
+    s = _shop(ctx)
+    token = s["token"]
+    with step("a failed order"):
+        fid = _order(ctx, shop.FLAKY).id
+        assert ctx.orch.execute_market_order(fid, ExecuteMarketOrderRequest(), token) \
+            .order.status == "failed"
+    with step("retry a failed order"):
+        o = ctx.api("POST", f"/market/orders/{fid}/retry", "item", auth=token)["item"]
+        # the transport snake-cases the response (clients.md §0.5)
+        assert o["status"] == "ready" and o["error_message"] is None, o
+        expect_api_error(lambda: ctx.api("POST", f"/market/orders/{fid}/retry", "item",
+                                         auth=token), "ORDER_CLOSED", 409)
+        r = ctx.orch.execute_market_order(fid, ExecuteMarketOrderRequest(), token)
+        assert r.order.status == "failed", r.order  # the provider still answers 500
+    with step("cancel a created order"):
+        o = _order(ctx, shop.ECHO)
+        c = ctx.api("POST", f"/market/orders/{o.id}/cancel", "item", auth=token,
+                    body={"reason": "changed my mind"})["item"]
+        assert c["status"] == "cancelled" and c["cancel_reason"] == "changed my mind", c
+        expect_api_error(lambda: ctx.api("POST", f"/market/orders/{o.id}/cancel", "item",
+                                         auth=token), "ORDER_CLOSED", 409)
+        expect_api_error(lambda: ctx.orch.execute_market_order(
+            o.id, ExecuteMarketOrderRequest(), token), "ORDER_CLOSED", 409)
+    with step("cancel with a held payment"):
+        o, _, _ = _held_wallet_order(ctx)
+        e = expect_api_error(lambda: ctx.api("POST", f"/market/orders/{o.id}/cancel", "item",
+                                             auth=token), "ORDER_CLOSED", 409)
+        assert isinstance(e.details, dict) and e.details.get("reason") == "payment-held", e.details
+    assert _order_events(ctx, fid)[-3:] == ["market.order.failed", "market.order.retried",
+                                            "market.order.failed"], _order_events(ctx, fid)
+
+
+def _direct_read_body(s: dict) -> dict:
+    return {"machineId": s["machine_id"], "agentPairingId": s["pairing_id"],
+            "operation": "read-item", "input": {"itemId": "a b/c", "verbose": "yes"}}
+
+
+@check("direct-read", since="0.12.1")
+def direct_read(ctx: Ctx) -> None:
+    """execute_market_service on a free native service: the `{itemId}` placeholder is filled
+    from input (one encoded path segment), the rest of input goes in the GET's query (§5, §6.2)."""
+    import dataclasses
+    from peaq_os_sdk.orchestration.types.market_service import (
+        ExecuteMarketServiceRequest, ExecuteMarketServiceResponse)
+    s = _shop(ctx)
+    req = ExecuteMarketServiceRequest(machine_id=s["machine_id"], agent_pairing_id=s["pairing_id"],
+                                      operation="read-item",
+                                      input_payload={"itemId": "a b/c", "verbose": "yes"})
+    with wire(ctx) as ex:
+        r = ctx.orch.execute_market_service(shop.ECHO, req, s["token"])
+        x = _one(ex, "POST", f"/market/services/{shop.ECHO}/execute")
+        _wire_auth(ctx, x, s["token"])
+        assert x.request_body == _direct_read_body(s), x.request_body
+        assert x.status == 200 and type(x.body["execution"]["statusCode"]) is int, x.body
+    assert isinstance(r, ExecuteMarketServiceResponse), type(r)
+    assert isinstance(r.service, MarketService) and r.service.id == shop.ECHO, r.service
+    ex_ = r.execution
+    assert ex_.status_code == 200 and ex_.outcome.status == "completed", ex_
+    assert isinstance(ex_.task, Mapping) and isinstance(ex_.route, Mapping), ex_
+    assert ex_.outcome.result == {"ok": True, "method": "GET", "path": "/echo/items/a%20b%2Fc",
+                                  "query": {"verbose": "yes"}, "body": None}, ex_.outcome.result
+    seen = ctx.provider.requests("/echo/items/a%20b%2Fc")
+    assert seen and seen[-1]["query"] == {"verbose": "yes"}, seen
+    with step("paid and handoff services need an order"):
+        for sid in (shop.WALLET, "sdk-desk:console"):
+            e = expect_api_error(lambda: ctx.orch.execute_market_service(sid, dataclasses.replace(
+                req, operation=_catalog()["services"][sid]["operations"][0]), s["token"]),
+                "EXECUTION_UNSUPPORTED", 422)
+    with step("missing placeholder value"):
+        e = expect_api_error(lambda: ctx.orch.execute_market_service(shop.ECHO, dataclasses.replace(
+            req, input_payload={"verbose": "yes"}), s["token"]), "VALIDATION_ERROR", 400)
+        assert isinstance(e.details, dict) and e.details.get("field") == "input.itemId", e.details
+
+
+@check("transport:direct-read", until="0.2.0")
+def direct_read_transport(ctx: Ctx) -> None:
+    # 0.2.0 has no execute_market_service; its transport sends the token only.
+    s = _shop(ctx)
+    raw = ctx.api("POST", f"/market/services/{shop.ECHO}/execute", "raw", auth=s["token"],
+                  body={"machine_id": s["machine_id"], "agent_pairing_id": s["pairing_id"],
+                        "operation": "read-item", "input": {"item_id": "z"}})
+    ex_ = raw["execution"]  # snake-cased by the transport
+    assert ex_["status_code"] == 200 and ex_["outcome"]["status"] == "completed", ex_
+    # `item_id` went out as itemId (0.2.0 camel-cases every body key)
+    assert ex_["outcome"]["result"]["path"] == "/echo/items/z", ex_["outcome"]
+    assert raw["service"]["id"] == shop.ECHO, raw["service"]
+
+
+# --- payments: wallet rail (§7.2–§7.7, §8) ------------------------------------------------------
+
+@check("payments:wallet-rpc")
+def payments_wallet_rpc(ctx: Ctx) -> None:
+    """create → payment None → intent (empty body) → RPC-verified proofs of real transfers →
+    execute → confirm → release (no parameters: bodyless)."""
+    s = _shop(ctx)
+    orch, token, agent = ctx.orch, s["token"], s["agent"]
+    node = ctx.evm
+    with step("create"):
+        o = _order(ctx, shop.WALLET)
+        _assert_order(o, shop.WALLET, status="created")
+        assert (o.payment.chain, o.payment.token, o.payment.token_address) == (
+            shop.CHAIN, shop.TOKEN_SYMBOL, shop.TOKEN_ADDRESS), o.payment
+        assert o.payment.payee_address == shop.WALLET_PAYEE, o.payment
+    with step("no payment yet"):
+        with wire(ctx) as ex:
+            assert orch.get_market_payment(o.id).item is None
+            assert ex[-1].body == {"item": None}, ex[-1].body
+            assert ex[-1].request_headers.get("x-api-key") == ctx.api_key, "platform auth"
+    with wire(ctx) as ex:
+        with step("intent"):
+            p = orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment-intent")
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {} and x.status == 201, (x.request_body, x.status)
+            assert isinstance(p, MarketPayment), type(p)
+            assert p.id.startswith("pay_") and (p.order_id, p.machine_id) == (o.id, s["machine_id"])
+            assert p.status == "intent_created", p.status
+            assert (p.amount, p.currency) == (shop.WALLET_PRICE, "USDC"), (p.amount, p.currency)
+            rail = p.rail
+            assert rail.rail_type == "wallet", rail
+            assert (rail.chain, rail.token, rail.token_address) == (
+                shop.CHAIN, shop.TOKEN_SYMBOL, shop.TOKEN_ADDRESS), rail
+            assert rail.payer_address.lower() == agent.address.lower(), rail  # the pairing's agent
+            assert rail.payee_address.lower() == shop.WALLET_PAYEE.lower(), rail
+            meta = x.body["item"]["rail"]["metadata"]
+            assert meta["rawAmount"] == str(shop.WALLET_RAW) and meta["tokenDecimals"] == 6, meta
+            assert _raw_order(ctx, o.id)["status"] == "payment_pending"
+        with step("intent again (idempotent)"):
+            again = orch.create_payment_intent(o.id, CreatePaymentIntentRequest(
+                amount=5.0, currency="EUR"), token).item
+            assert ex[-1].status == 200 and again == p, (ex[-1].status, again)
+        with step("get_market_payment"):
+            assert orch.get_market_payment(o.id).item == p
+    with step("proof of a transaction that is not mined"):
+        unmined = "0x" + secrets.token_hex(32)
+        expect_api_error(lambda: orch.submit_payment_proof(o.id, _wallet_proof(ctx, unmined),
+                                                           token), "PAYMENT_NOT_MINED", 409)
+    with step("proof of a transfer with another amount"):
+        tx_small, _ = _pay_wallet(ctx, raw=1)
+        expect_api_error(lambda: orch.submit_payment_proof(
+            o.id, _wallet_proof(ctx, tx_small), token), "PAYMENT_TRANSFER_NOT_FOUND", 400)
+        assert orch.get_market_payment(o.id).item.status == "intent_created"
+    with step("proof of a reverted transaction"):
+        # A transfer beyond the agent's balance reverts on chain: receipt status 0x0.
+        bad = node.call("eth_sendTransaction", {
+            "from": DEPLOYER, "to": shop.TOKEN_ADDRESS, "gas": hex(100_000),
+            "data": calldata("transfer(address,uint256)", shop.WALLET_PAYEE, 10**30)})
+        assert node.receipt(bad)["status"] == "0x0"
+        expect_api_error(lambda: orch.submit_payment_proof(
+            o.id, _wallet_proof(ctx, bad, payer_address=DEPLOYER), token),
+            "PAYMENT_TX_FAILED", 402)
+    tx, receipt = _pay_wallet(ctx)
+    with step("proofs the server must refuse before any RPC call"):
+        for kw, field in (({"payee_address": shop.X402_PAY_TO}, "payeeAddress"),
+                          ({"amount": "0.03"}, None),  # disagrees with rawAmount
+                          ({"amount": "0"}, "amount"),
+                          ({"amount": "-0.02", "raw_amount": None}, "amount"),
+                          ({"transaction_hash": "0x1234"}, "transactionHash")):
+            e = expect_api_error(lambda: orch.submit_payment_proof(
+                o.id, _wallet_proof(ctx, tx, **kw), token), "VALIDATION_ERROR", 400)
+            if field:
+                assert isinstance(e.details, dict) and e.details.get("field") == field, \
+                    (kw, e.details)
+        assert orch.get_market_payment(o.id).item.status == "intent_created"
+    with wire(ctx) as ex:
+        with step("proof (recorded, forced to rpc)"):
+            p = orch.submit_payment_proof(o.id, _wallet_proof(ctx, tx.upper().replace("0X", "0x")),
+                                          token).item
+            x = _one(ex, "POST", f"/{o.id}/payment-proof")
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {
+                "verificationMode": "recorded", "chain": shop.CHAIN, "token": "USDC",
+                "payerAddress": agent.address, "payeeAddress": shop.WALLET_PAYEE,
+                "amount": "0.02", "transactionHash": tx.upper().replace("0X", "0x"),
+                "tokenAddress": shop.TOKEN_ADDRESS, "tokenDecimals": 6, "rawAmount": "20000"}, \
+                x.request_body
+            assert x.status == 200, x.status
+            assert p.status == "held", p.status
+            assert p.rail.rail_type == "wdk-usdt-transfer", p.rail  # EVM proof upgrades wallet
+            proof = x.body["item"]["proof"]
+            assert proof["verificationMode"] == "rpc", proof
+            assert proof["transactionHash"] == tx.lower(), proof
+            assert HASH_RE.match(proof["transactionHash"]), proof
+            assert proof["blockNumber"] == int(receipt["blockNumber"], 16), proof
+            assert proof["rawAmount"] == "20000" and proof["amount"] == "0.02", proof
+            assert TS_RE.match(proof["verifiedAt"]), proof
+            if ctx.v >= (0, 12, 1):
+                assert p.proof is not None and p.proof.verification_mode == "rpc", p.proof
+                assert p.proof.transaction_hash == tx.lower(), p.proof
+                assert p.proof.payer_address.lower() == agent.address.lower(), p.proof
+            assert _raw_order(ctx, o.id)["status"] == "ready"
+        with step("the same proof again (idempotent)"):
+            again = orch.submit_payment_proof(o.id, _wallet_proof(ctx, tx), token).item
+            assert again == p, (again, p)
+    with step("the same transaction for another order"):
+        other = _order(ctx, shop.WALLET)
+        e = expect_api_error(lambda: orch.submit_payment_proof(other.id, _wallet_proof(ctx, tx),
+                                                               token), "IDEMPOTENCY_CONFLICT", 409)
+        assert isinstance(e.details, dict) and \
+            e.details.get("reason") == "transaction-already-used", e.details
+    with step("release before delivery"):
+        expect_api_error(lambda: orch.release_payment(o.id, None, token),
+                         "ORDER_NOT_DELIVERED", 409)
+        expect_api_error(lambda: orch.release_payment(o.id, ReleasePaymentRequest(), token),
+                         "ORDER_NOT_DELIVERED", 409)
+    with step("execute"):
+        r = orch.execute_market_order(o.id, ExecuteMarketOrderRequest(), token)
+        assert isinstance(r, NativeExecutionResponse) and r.order.status == "delivered", r.order
+        assert ctx.provider.requests("/echo/wallet"), "the provider was not called"
+    with step("confirm: held → release_pending"):
+        c = orch.confirm_market_order(o.id, token)
+        assert c.order.status == "confirmed" and c.payment.status == "release_pending", c
+    with wire(ctx) as ex:
+        with step("release (no parameters)"):
+            rel = orch.release_payment(o.id, None, token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/release")
+            _wire_auth(ctx, x, token)
+            _bodyless(ctx, x)
+            assert x.status == 200 and rel.status == "released", (x.status, rel.status)
+            assert x.body["item"]["releaseTransactionHash"] is None, x.body["item"]
+        with step("release again (unchanged)"):
+            assert orch.release_payment(o.id, None, token).item == rel
+        with step("refund after release"):
+            expect_api_error(lambda: orch.refund_payment(o.id, None, token), "ORDER_CLOSED", 409)
+    with step("on chain"):
+        logs = transfer_logs(receipt)
+        assert logs == [(agent.address.lower(), shop.WALLET_PAYEE.lower(), shop.WALLET_RAW)], logs
+    with step("audit events"):
+        status, body = ctx.raw("GET", "/audit-events?resourceType=market-payment&limit=500")
+        types = [e["type"] for e in reversed(body["items"]) if e["resourceId"] == p.id]
+        assert types == ["market.payment.intent-created", "market.payment.proof-recorded",
+                         "market.payment.released"], types
+
+
+@check("payments:release-refund-params")
+def payments_release_refund_params(ctx: Ctx) -> None:
+    """release and refund with parameters, with all-None parameters (`{}`), and refund without
+    parameters; a dispute freezes a held payment, and a refund resolves it."""
+    s = _shop(ctx)
+    orch, token = ctx.orch, s["token"]
+    release_tx, refund_tx = "0x" + secrets.token_hex(32), "0x" + secrets.token_hex(32)
+    with wire(ctx) as ex:
+        with step("release with a transaction hash and notes"):
+            o, p, _ = _held_wallet_order(ctx)
+            orch.execute_market_order(o.id, ExecuteMarketOrderRequest(), token)
+            orch.confirm_market_order(o.id, token)
+            rel = orch.release_payment(o.id, ReleasePaymentRequest(
+                transaction_hash=release_tx, notes="paid out"), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/release")
+            assert x.request_body == {"transactionHash": release_tx, "notes": "paid out"}, \
+                x.request_body
+            assert rel.status == "released" and "paid out" in rel.notes, rel
+            assert x.body["item"]["releaseTransactionHash"] == release_tx, x.body["item"]
+        with step("refund with a transaction hash and reason"):
+            o, p, _ = _held_wallet_order(ctx, amount="2e-02")  # str(float) form, normalised
+            assert _raw_payment(ctx, o.id)["proof"]["amount"] == "0.02"
+            ref = orch.refund_payment(o.id, RefundPaymentRequest(
+                transaction_hash=refund_tx, reason="buyer cancelled"), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/refund")
+            assert x.request_body == {"transactionHash": refund_tx, "reason": "buyer cancelled"}
+            assert ref.status == "refunded", ref.status
+            assert (x.body["item"]["refundTransactionHash"], x.body["item"]["refundReason"]) == (
+                refund_tx, "buyer cancelled"), x.body["item"]
+            assert _raw_order(ctx, o.id)["status"] == "ready", "a refund leaves the order as it is"
+            assert orch.refund_payment(o.id, None, token).item == ref  # again: unchanged
+            c = ctx.api("POST", f"/market/orders/{o.id}/cancel", "item", auth=token)["item"]
+            assert c["status"] == "cancelled", c  # refunded: cancel allowed
+        with step("refund without parameters, from intent_created"):
+            o = _order(ctx, shop.WALLET)
+            orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), token)
+            ref = orch.refund_payment(o.id, None, token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/refund")
+            _bodyless(ctx, x)
+            assert ref.status == "refunded" and x.body["item"]["refundReason"] is None, x.body
+        with step("all-None parameters send {}"):
+            o, p, _ = _held_wallet_order(ctx)
+            expect_api_error(lambda: orch.release_payment(o.id, ReleasePaymentRequest(), token),
+                             "ORDER_NOT_DELIVERED", 409)
+            x = [e for e in ex if e.path.endswith(f"/{o.id}/payment/release")][-1]
+            assert x.request_body == {}, x.request_body
+            orch.execute_market_order(o.id, ExecuteMarketOrderRequest(), token)
+            with step("dispute freezes the held payment"):
+                d = orch.dispute_market_order(o.id, DisputeMarketOrderRequest(reason="broken"),
+                                              token)
+                assert d.order.status == "disputed" and d.payment.status == "frozen", d
+                expect_api_error(lambda: orch.release_payment(o.id, None, token),
+                                 "ORDER_CLOSED", 409)
+            ref = orch.refund_payment(o.id, RefundPaymentRequest(), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/refund")
+            assert x.request_body == {} and ref.status == "refunded", (x.request_body, ref.status)
+    with step("no payment"):
+        o = _order(ctx, shop.ECHO)
+        e = expect_api_error(lambda: orch.release_payment(o.id, None, token), "NOT_FOUND", 404)
+        assert isinstance(e.details, dict) and e.details.get("resource") == "payment", e.details
+        expect_api_error(lambda: orch.refund_payment(o.id, None, token), "NOT_FOUND", 404)
+
+
+@check("payments:free-intent")
+def payments_free_intent(ctx: Ctx) -> None:
+    """A payment-intent on a free order gives a `not_required` payment and a `ready` order; a
+    `not-required` rail on a paid order is refused (§7.2 step 5)."""
+    s = _shop(ctx)
+    o = _order(ctx, shop.ECHO)
+    p = ctx.orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), s["token"]).item
+    assert p.status == "not_required" and p.rail.rail_type == "not-required", p
+    assert _raw_order(ctx, o.id)["status"] == "ready"
+    w = _order(ctx, shop.WALLET)
+    expect_api_error(lambda: ctx.orch.create_payment_intent(w.id, CreatePaymentIntentRequest(
+        rail=PaymentIntentRailOptions(type="not-required")), s["token"]), "PAYMENT_REQUIRED", 402)
+
+
+# --- payments: escrow rail with an external handoff (§7.5) ----------------------------------
+
+@check("payments:escrow-handoff")
+def payments_escrow_handoff(ctx: Ctx) -> None:
+    s = _shop(ctx)
+    orch, token, agent = ctx.orch, s["token"], s["agent"]
+    o = _order(ctx, shop.ESCROW_DESK)
+    _assert_order(o, shop.ESCROW_DESK, status="created")
+    with step("intent"):
+        p = orch.create_payment_intent(o.id, CreatePaymentIntentRequest(
+            rail=PaymentIntentRailOptions(type="onchain-escrow", chain=shop.CHAIN)), token).item
+        assert p.rail.rail_type == "onchain-escrow" and p.status == "intent_created", p
+        assert p.rail.escrow_address.lower() == shop.ESCROW_ADDRESS.lower(), p.rail
+        assert p.amount == shop.ESCROW_PRICE, p.amount
+    raw = round(shop.ESCROW_PRICE * 10**shop.TOKEN_DECIMALS)
+    tx, _ = _pay_wallet(ctx, raw=raw, payee=shop.ESCROW_ADDRESS)
+    with wire(ctx) as ex:
+        with step("escrow-lock"):
+            locked = orch.lock_escrow_payment(o.id, LockEscrowPaymentRequest(
+                transaction_hash=tx, chain=shop.CHAIN, escrow_address=shop.ESCROW_ADDRESS),
+                token).item
+            x = _one(ex, "POST", f"/{o.id}/payment/escrow-lock")
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {"transactionHash": tx, "chain": shop.CHAIN,
+                                      "escrowAddress": shop.ESCROW_ADDRESS}, x.request_body
+            assert locked.status == "held", locked.status
+            assert x.body["item"]["proof"]["verificationMode"] == "recorded", x.body["item"]
+            assert x.body["item"]["proof"]["transactionHash"] == tx.lower(), x.body["item"]
+            assert _raw_order(ctx, o.id)["status"] == "ready"
+        with step("escrow-lock again (idempotent)"):
+            assert orch.lock_escrow_payment(o.id, LockEscrowPaymentRequest(
+                transaction_hash=tx, chain=shop.CHAIN, escrow_address=shop.ESCROW_ADDRESS),
+                token).item == locked
+        with step("escrow-lock on a wallet order's payment"):
+            w = _order(ctx, shop.WALLET)  # without a payment it would lock as onchain-escrow
+            orch.create_payment_intent(w.id, CreatePaymentIntentRequest(), token)
+            e = expect_api_error(lambda: orch.lock_escrow_payment(w.id, LockEscrowPaymentRequest(
+                transaction_hash="0x" + secrets.token_hex(32), chain=shop.CHAIN,
+                escrow_address=shop.ESCROW_ADDRESS), token), "VALIDATION_ERROR", 400)
+            assert isinstance(e.details, dict) and e.details.get("reason") == "rail-mismatch", \
+                e.details
+    with step("execute: handoff (202)"):
+        r = orch.execute_market_order(o.id, ExecuteMarketOrderRequest(), token)
+        assert isinstance(r, HandoffExecutionResponse) and r.order.status == "handoff", r
+        assert r.execution.handoff.url.endswith("/desk"), r.execution.handoff
+    with step("confirm: held → release_pending, then release"):
+        c = orch.confirm_market_order(o.id, token)
+        assert c.order.status == "confirmed" and c.payment.status == "release_pending", c
+        assert orch.release_payment(o.id, None, token).item.status == "released"
+
+
+# --- payments: x402 (§7.4 Variant B, §9), 0.12.1 with its x402 extra ------------------------
+
+def _x402_intent(ctx: Ctx):
+    s = _shop(ctx)
+    o = _order(ctx, shop.X402)
+    p = ctx.orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), s["token"]).item
+    return o, p
+
+
+def _x402_paid(ctx: Ctx, payer) -> tuple[MarketOrder, object, object]:
+    """An x402 order executed with a signature of `payer` (minted first): (order, signed,
+    execute response). Not confirmed."""
+    from peaq_os_sdk.orchestration.types.market_order import X402ExecutePayment
+    from peaq_os_sdk.orchestration.types.payment import SubmitX402PaymentProofRequest
+    s = _shop(ctx)
+    ctx.evm.mint(payer.address, shop.X402_RAW)
+    o, p = _x402_intent(ctx)
+    signed = ctx.orch.sign_x402_payment(p, payer)
+    ctx.orch.submit_x402_payment_proof(o.id, SubmitX402PaymentProofRequest(
+        payment_signature=signed.payment_signature, payment_reference=signed.payment_reference),
+        s["token"])
+    r = ctx.orch.execute_market_order(o.id, ExecuteMarketOrderRequest(
+        payment=X402ExecutePayment(payment_signature=signed.payment_signature)), s["token"])
+    return o, signed, r
+
+
+def _x402_header(payer, *, value: int = shop.X402_RAW, to: str = shop.X402_PAY_TO,
+                 valid_before: int | None = None, signer=None) -> str:
+    """A PAYMENT-SIGNATURE value for the paywall's accept, signed with eth_account directly."""
+    import base64
+    import json
+    import time
+    from fake_provider import accept_entry
+    auth = {"from": payer.address, "to": to, "value": str(value), "validAfter": "0",
+            "validBefore": str(valid_before if valid_before is not None else
+                               int(time.time()) + 300),
+            "nonce": "0x" + secrets.token_hex(32)}
+    typed = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"},
+                             {"name": "version", "type": "string"},
+                             {"name": "chainId", "type": "uint256"},
+                             {"name": "verifyingContract", "type": "address"}],
+            "TransferWithAuthorization": [
+                {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
+                {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"}],
+        },
+        "primaryType": "TransferWithAuthorization",
+        "domain": {"name": shop.TOKEN_NAME, "version": shop.TOKEN_VERSION,
+                   "chainId": shop.CHAIN_ID, "verifyingContract": shop.TOKEN_ADDRESS},
+        "message": {**auth, "value": int(auth["value"]), "validAfter": 0,
+                    "validBefore": int(auth["validBefore"]),
+                    "nonce": bytes.fromhex(auth["nonce"][2:])},
+    }
+    sig = (signer or payer).sign_typed_data(full_message=typed).signature
+    payload = {"x402Version": 2, "accepted": accept_entry(),
+               "payload": {"authorization": auth, "signature": "0x" + bytes(sig).hex()}}
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+@check("fixture:x402-paywall", since="0.12.1")
+def fixture_x402_paywall(ctx: Ctx) -> None:
+    """The paywall the x402 checks rely on verifies what it gets: a challenge without a
+    signature; 402 for a foreign signer, another amount or payee, an expired authorization and a
+    replayed nonce; 200 with PAYMENT-RESPONSE (settled on chain) for a good one."""
+    import base64
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+    url = ctx.provider.url + shop.X402_PATH
+    payer = Account.create()
+    ctx.evm.mint(payer.address, shop.X402_RAW)
+
+    def get(header: str | None):
+        req = urllib.request.Request(url, headers={"PAYMENT-SIGNATURE": header} if header else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                return res.status, dict(res.headers), json.loads(res.read())
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), json.loads(e.read())
+
+    status, headers, body = get(None)
+    assert status == 402 and "PAYMENT-REQUIRED" in headers, (status, headers)
+    challenge = json.loads(base64.b64decode(headers["PAYMENT-REQUIRED"], validate=True))
+    assert challenge["accepts"][0]["payTo"] == shop.X402_PAY_TO, challenge
+    for name, header, error in (
+            ("foreign signer", _x402_header(payer, signer=Account.create()), "signature"),
+            ("another amount", _x402_header(payer, value=1), "authorization_value"),
+            ("another payee", _x402_header(payer, to=Account.create().address), "recipient"),
+            ("expired", _x402_header(payer, valid_before=int(time.time()) - 1), "valid_window")):
+        status, _, body = get(header)
+        assert status == 402 and error in body["error"], (name, status, body)
+    good = _x402_header(payer)
+    status, headers, body = get(good)
+    assert status == 200 and body["paidBy"] == payer.address, (status, body)
+    settled = json.loads(base64.b64decode(headers["PAYMENT-RESPONSE"]))
+    assert settled["success"] is True and HASH_RE.match(settled["transaction"]), settled
+    assert ctx.evm.balance_of(payer.address) == 0, "not settled on chain"
+    status, _, body = get(good)
+    assert status == 402 and "nonce_used" in body["error"], (status, body)
+
+
+@check("payments:x402", since="0.12.1")
+def payments_x402(ctx: Ctx) -> None:
+    """intent (challenge captured from the paywall) → sign_x402_payment (offline, EIP-3009) →
+    submit_x402_payment_proof → execute with the signature (the paywall verifies and settles on
+    chain) → the payment `released` with the settlement → confirm."""
+    import base64
+    import json
+    from peaq_os_sdk.orchestration.types.market_order import X402ExecutePayment
+    from peaq_os_sdk.orchestration.types.payment import SubmitX402PaymentProofRequest
+    s = _shop(ctx)
+    orch, token = ctx.orch, s["token"]
+    node = ctx.evm
+    payer = Account.create()
+    node.mint(payer.address, shop.X402_RAW)
+    before = (node.balance_of(payer.address), node.balance_of(shop.X402_PAY_TO))
+    unpaid_before = len(ctx.provider.requests(shop.X402_PATH))
+    with step("create"):
+        o = _order(ctx, shop.X402)
+        _assert_order(o, shop.X402, status="created")
+        assert orch.get_market_payment(o.id).item is None
+    with wire(ctx) as ex:
+        with step("intent: the paywall's challenge"):
+            p = orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment-intent")
+            assert x.status == 201 and p.status == "intent_created", (x.status, p.status)
+            assert p.rail.rail_type == "x402", p.rail
+            seen = ctx.provider.requests(shop.X402_PATH)[unpaid_before:]
+            assert len(seen) == 1 and "payment-signature" not in seen[0]["headers"], seen
+            req = x.body["item"]["rail"]["metadata"]["paymentRequest"]
+            challenge = json.loads(base64.b64decode(req["paymentRequired"], validate=True))
+            assert challenge["x402Version"] == 2 and len(challenge["accepts"]) == 1, challenge
+            assert (req["x402Version"], req["statusCode"]) == (2, 402), req
+            assert req["accepts"] == challenge["accepts"], req["accepts"]
+            assert req["paymentUrl"].endswith(shop.X402_PATH), req["paymentUrl"]
+            acc = challenge["accepts"][0]
+            assert (acc["network"], acc["payTo"], acc["amount"]) == (
+                shop.CHAIN, shop.X402_PAY_TO, str(shop.X402_RAW)), acc
+    with step("parse_x402_payment_requirements"):
+        reqs = orch.parse_x402_payment_requirements(p)
+        assert (reqs.scheme, reqs.network, reqs.asset.lower(), reqs.pay_to.lower(), reqs.amount,
+                reqs.max_timeout_seconds, reqs.extra_name, reqs.extra_version) == (
+            "exact", shop.CHAIN, shop.TOKEN_ADDRESS.lower(), shop.X402_PAY_TO.lower(),
+            str(shop.X402_RAW), shop.X402_TIMEOUT_S, shop.TOKEN_NAME, shop.TOKEN_VERSION), reqs
+    with step("execute without the payment headers"):
+        e = expect_api_error(lambda: orch.execute_market_order(o.id, ExecuteMarketOrderRequest(),
+                                                               token), "PAYMENT_REQUIRED", 402)
+        assert isinstance(e.details, dict) and e.details.get("challenge"), e.details
+    with step("sign_x402_payment (offline)"):
+        signed = orch.sign_x402_payment(p, payer)
+        assert signed.header_name == "PAYMENT-SIGNATURE", signed.header_name
+        assert (signed.network, signed.asset.lower(), signed.amount) == (
+            shop.CHAIN, shop.TOKEN_ADDRESS.lower(), str(shop.X402_RAW)), signed
+        assert signed.payer_address.lower() == payer.address.lower(), signed.payer_address
+        assert re.match(r"^x402:eip155:8453:[0-9a-f]{24}$", signed.payment_reference), signed
+        decoded = json.loads(base64.b64decode(signed.payment_signature))
+        auth = decoded["payload"]["authorization"]
+        assert auth["to"].lower() == shop.X402_PAY_TO.lower() and auth["value"] == "10000", auth
+    with step("a tampered authorization is refused (§7.4 2a)"):
+        bad = json.loads(json.dumps(decoded))
+        bad["payload"]["authorization"]["value"] = "1"
+        bad_sig = base64.b64encode(json.dumps(bad).encode()).decode()
+        e = expect_api_error(lambda: orch.submit_x402_payment_proof(
+            o.id, SubmitX402PaymentProofRequest(payment_signature=bad_sig), token),
+            "VALIDATION_ERROR", 400)
+        assert isinstance(e.details, dict) and \
+            e.details.get("reason") == "payment-signature-invalid", e.details
+        assert e.details.get("field") == "payment.paymentSignature", e.details
+        assert e.details.get("rule") == "signature", e.details
+        assert orch.get_market_payment(o.id).item.status == "intent_created"
+    with step("a valid signature for other terms than the captured challenge (§7.4 2a)"):
+        # Signed by the SDK from a doctored challenge: the header's own `accepted` agrees with
+        # its authorization, so only the challenge the server captured can refuse it.
+        for change, rules in (({"amount": "1"}, {"value", "challenge"}),
+                              ({"payTo": Account.create().address}, {"challenge", "to"})):
+            doctored = json.loads(json.dumps(challenge))
+            doctored["accepts"][0].update(change)
+            forged = orch.sign_x402_payment(
+                {"payment_required": base64.b64encode(json.dumps(doctored).encode()).decode()},
+                payer)
+            e = expect_api_error(lambda: orch.submit_x402_payment_proof(
+                o.id, SubmitX402PaymentProofRequest(payment_signature=forged.payment_signature),
+                token), "VALIDATION_ERROR", 400)
+            assert isinstance(e.details, dict) and \
+                e.details.get("reason") == "payment-signature-invalid", (change, e.details)
+            assert e.details.get("rule") in rules, (change, e.details)
+        assert orch.get_market_payment(o.id).item.status == "intent_created"
+    with wire(ctx) as ex:
+        with step("submit_x402_payment_proof"):
+            held = orch.submit_x402_payment_proof(o.id, SubmitX402PaymentProofRequest(
+                payment_signature=signed.payment_signature,
+                payment_reference=signed.payment_reference,
+                metadata={"header_name": signed.header_name, "service_id": shop.X402}), token).item
+            x = _one(ex, "POST", f"/{o.id}/payment-proof")
+            _wire_auth(ctx, x, token)
+            assert x.request_body == {"payment": {"paymentSignature": signed.payment_signature},
+                                      "paymentReference": signed.payment_reference,
+                                      "metadata": {"headerName": "PAYMENT-SIGNATURE",
+                                                   "serviceId": shop.X402}}, x.request_body
+            assert held.status == "held", held.status
+            pr = held.proof
+            assert pr is not None and pr.verification_mode == "recorded", pr
+            assert pr.payer_address.lower() == payer.address.lower(), pr
+            assert pr.metadata.network == shop.CHAIN, pr.metadata
+            assert pr.metadata.header_name == "PAYMENT-SIGNATURE", pr.metadata
+            assert signed.payment_signature not in x.text, "the header value is stored"
+            assert x.body["item"]["proof"]["paymentReference"] == signed.payment_reference
+        with step("execute with the signature: the paywall verifies and settles"):
+            r = orch.execute_market_order(o.id, ExecuteMarketOrderRequest(
+                payment=X402ExecutePayment(payment_signature=signed.payment_signature)), token)
+            x = _one(ex, "POST", f"/{o.id}/execute")
+            assert x.request_body == {"payment": {"paymentSignature": signed.payment_signature}}
+            assert isinstance(r, NativeExecutionResponse), type(r)
+            assert r.execution.outcome.status == "completed", r.execution.outcome
+            assert r.order.status == "delivered", r.order.status
+            assert r.execution.outcome.result == {"report": "sdk-shop report",
+                                                  "paidBy": auth["from"]}, r.execution.outcome
+            paid = [q for q in ctx.provider.requests(shop.X402_PATH)
+                    if q["headers"].get("payment-signature")]
+            assert paid[-1]["headers"]["payment-signature"] == signed.payment_signature, \
+                "the server must forward the signature as signed"
+    with step("settled on chain"):
+        after = (node.balance_of(payer.address), node.balance_of(shop.X402_PAY_TO))
+        assert after == (before[0] - shop.X402_RAW, before[1] + shop.X402_RAW), (before, after)
+        assert node.authorization_used(auth["from"], auth["nonce"]), "authorization not used"
+    with step("payment released with the settlement"):
+        rel = orch.get_market_payment(o.id).item
+        assert rel.status == "released", rel.status
+        st = rel.proof.metadata.payment_settlement
+        assert st is not None and st.status == "settled", rel.proof
+        tx = rel.proof.transaction_hash
+        assert HASH_RE.match(tx) and st.response["transaction"].lower() == tx, (tx, st)
+        assert node.receipt(tx)["status"] == "0x1", tx
+        assert transfer_logs(node.receipt(tx)) == [
+            (payer.address.lower(), shop.X402_PAY_TO.lower(), shop.X402_RAW)]
+        assert st.payer_address.lower() == payer.address.lower(), st
+        assert rel.proof.payer_address.lower() == payer.address.lower(), rel.proof
+    with step("confirm: released stays released"):
+        c = orch.confirm_market_order(o.id, token)
+        assert c.order.status == "confirmed" and c.payment.status == "released", c
+    with step("the same authorization for another order"):
+        o2, p2 = _x402_intent(ctx)
+        e = expect_api_error(lambda: orch.submit_x402_payment_proof(
+            o2.id, SubmitX402PaymentProofRequest(payment_signature=signed.payment_signature),
+            token), "IDEMPOTENCY_CONFLICT", 409)
+        assert isinstance(e.details, dict) and \
+            e.details.get("reason") == "transaction-already-used", e.details
+
+
+@check("payments:x402-settlement-failed", since="0.12.1")
+def payments_x402_settlement_failed(ctx: Ctx) -> None:
+    """The payer cannot cover the authorization: the paywall's transferWithAuthorization reverts
+    and it answers 402 with `PAYMENT-RESPONSE {success: false}`. The payment stays held with the
+    failed settlement, the order returns to `ready`, execute answers 402 (§4.4, §9.5), and the
+    agent can refund."""
+    import base64
+    import json
+    from peaq_os_sdk.orchestration.types.market_order import X402ExecutePayment
+    from peaq_os_sdk.orchestration.types.payment import SubmitX402PaymentProofRequest
+    s = _shop(ctx)
+    orch, token = ctx.orch, s["token"]
+    broke = Account.create()  # holds no token
+    o, p = _x402_intent(ctx)
+    signed = orch.sign_x402_payment(p, broke)
+    orch.submit_x402_payment_proof(o.id, SubmitX402PaymentProofRequest(
+        payment_signature=signed.payment_signature), token)
+    with step("execute: the provider's 402"):
+        e = expect_api_error(lambda: orch.execute_market_order(o.id, ExecuteMarketOrderRequest(
+            payment=X402ExecutePayment(payment_signature=signed.payment_signature)), token),
+            "PAYMENT_REQUIRED", 402)
+        assert isinstance(e.details, dict) and e.details.get("challenge"), e.details
+    with step("payment held with the failed settlement; order back to ready"):
+        raw = _raw_payment(ctx, o.id)
+        assert raw["status"] == "held", raw["status"]
+        settle = raw["proof"]["metadata"].get("paymentSettlement")
+        assert settle and settle["status"] == "failed", raw["proof"]
+        assert settle["response"]["errorReason"] == "transaction_failed", settle
+        assert _raw_order(ctx, o.id)["status"] == "ready", _raw_order(ctx, o.id)["status"]
+        nonce = json.loads(base64.b64decode(signed.payment_signature))["payload"][
+            "authorization"]["nonce"]
+        assert not ctx.evm.authorization_used(broke.address, nonce), "authorization used"
+    with step("refund"):
+        assert orch.refund_payment(o.id, RefundPaymentRequest(reason="settlement failed"),
+                                   token).item.status == "refunded"
+
+
+@check("payments:x402-needs-extra", until="0.2.0")
+def payments_x402_absent(ctx: Ctx) -> None:
+    # 0.2.0 has no x402 support: no signer, no Variant B, no `payment` on execute (§5.4).
+    assert not hasattr(ctx.orch, "sign_x402_payment")
+    assert not hasattr(ctx.orch, "submit_x402_payment_proof")
+    import dataclasses
+    assert [f.name for f in dataclasses.fields(ExecuteMarketOrderRequest)] == ["input"]
+    with step("x402 order through 0.2.0: intent works, execute needs the headers it cannot send"):
+        s = _shop(ctx)
+        o = _order(ctx, shop.X402)
+        p = ctx.orch.create_payment_intent(o.id, CreatePaymentIntentRequest(), s["token"]).item
+        assert p.rail.rail_type == "x402" and p.status == "intent_created", p
+        assert p.rail.metadata["payment_request"]["payment_required"], p.rail.metadata
+        expect_api_error(lambda: ctx.orch.execute_market_order(
+            o.id, ExecuteMarketOrderRequest(), s["token"]), "PAYMENT_REQUIRED", 402)
+
+
 # --- official CLI peaqos 0.1.1 (clients.md §7, §9.4) ------------------------------------------
 #
 # Run in its own venv (run.sh: SDK_CLI_PYTHON), against the 0.12.1 run's server. ctx.cli runs
@@ -2486,6 +3524,276 @@ def cli_search(ctx: Ctx) -> None:
     with step("no match"):
         r = ctx.cli.run(*base, "--service-type", "compute", "--capabilities", "no-such-cap").ok()
         assert "No matching services found." in r.stdout and "srch_" in r.stdout, r.describe()
+
+
+# --- official CLI peaqos 0.1.1: orders and payments (clients.md §7.4–§7.6, §9.5, D5–D14) -----
+#
+# On the shop machine and pairing (`_shop`) with its token file. Every paid placement reads
+# `GET …/payment` with platform auth, so those commands get PEAQOS_ORCH_API_KEY (D5). The CLI's
+# PEAQOS_RPC_URL is the suite's Anvil node (chain id 8453 = the CLI's `base`), so the chain-id
+# probe of a wallet proof finds it; decimals come from rail.metadata (D9).
+
+def _cli_shop(ctx: Ctx) -> tuple[dict, tuple[str, ...]]:
+    s = _shop(ctx)
+    if "token_file" not in s:
+        s["token_file"] = ctx.cli.file(f"token-{s['pairing_id']}.txt", s["token"] + "\n")
+    return s, ("--machine-id", s["machine_id"], "--agent-pairing-id", s["pairing_id"],
+               "--pairing-token-file", s["token_file"])
+
+
+def _cli_key(ctx: Ctx) -> dict:
+    return {"PEAQOS_ORCH_API_KEY": ctx.api_key}
+
+
+def _clean_failure(r) -> None:
+    """A refused command: non-zero exit, an `Error:` line, no traceback anywhere."""
+    assert r.exit_code != 0 and r.traceback is None, r.describe()
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.describe()
+
+
+@check("cli:order-free", since="0.12.1")
+def cli_order_free(ctx: Ctx) -> None:
+    """`scale order <free native service>` (create → execute, no confirm), then `order status`,
+    `order list`, `order received`, `order dispute`."""
+    import json
+    s, common = _cli_shop(ctx)
+    tf = s["token_file"]
+    inp = ctx.cli.file("echo-input.json", json.dumps({"note_text": "from the cli", "n": 1}))
+    with step("order --input --json"):
+        out = ctx.cli.run("scale", "order", shop.ECHO, *common, "--input", inp,
+                          "--json").ok().json()
+        o = out["order"]
+        assert o["service_id"] == shop.ECHO and o["status"] == "delivered", o
+        assert "payment" not in out, out  # free: no payment lookup
+        ex_ = out["execution"]
+        assert ex_["status_code"] == 200 and ex_["outcome"]["status"] == "completed", ex_
+        seen = ctx.provider.requests("/echo/orders")[-1]
+        assert seen["body"] == {"note_text": "from the cli", "n": 1}, seen  # 0.12.1: verbatim
+        oid = o["id"]
+    with step("search, then order --search-id --quote-id"):
+        found = ctx.cli.run("scale", "search", "--machine-id", s["machine_id"],
+                            "--pairing-token-file", tf, "--service-type", "commerce",
+                            "--max-results", "25", "--json").ok().json()
+        q = [x for x in found["quotes"] if x["service_id"] == shop.ECHO][0]
+        out = ctx.cli.run("scale", "order", shop.ECHO, *common, "--search-id", found["id"],
+                          "--quote-id", q["id"], "--json").ok().json()
+        assert (out["order"]["search_id"], out["order"]["quote_id"]) == (found["id"], q["id"])
+        assert out["order"]["status"] == "delivered", out["order"]
+    with step("order -y (human output)"):
+        r = ctx.cli.run("scale", "order", shop.ECHO, *common, "-y").ok()
+        assert "Order executed." in r.stdout, r.describe()
+        assert "peaqos scale order received" in r.stdout + r.stderr, r.describe()
+    with step("order status --pairing-token-file --json"):
+        st = ctx.cli.run("scale", "order", "status", oid, "--pairing-token-file", tf,
+                         "--json").ok().json()
+        assert st["order"]["id"] == oid and st["order"]["status"] == "delivered", st
+        assert st["payment"] is None, st  # free with a token: no payment lookup
+    with step("order status without a key: platform auth refused (D5)"):
+        r = ctx.cli.run("scale", "order", "status", oid, "--json")
+        _clean_failure(r)
+        assert r.exit_code == 2 and "PEAQOS_ORCH_API_KEY" in r.stderr, r.describe()
+    with step("order status --json (platform, with the key)"):
+        st = ctx.cli.run("scale", "order", "status", oid, "--json", env=_cli_key(ctx)).ok().json()
+        assert st["order"]["status"] == "delivered" and st["payment"] is None, st
+    with step("order list"):
+        items = ctx.cli.run("scale", "order", "list", "--machine-id", s["machine_id"], "--json",
+                            env=_cli_key(ctx)).ok().json()
+        ids = [i["id"] for i in items]
+        assert ids.count(oid) == 1, ids
+        page = ctx.cli.run("scale", "order", "list", "--machine-id", s["machine_id"], "--limit",
+                           "1", "--json", env=_cli_key(ctx)).ok().json()
+        assert len(page["items"]) == 1 and page["items"][0]["id"] == ids[0], page
+        assert isinstance(page["next_cursor"], str) and page["next_cursor"], page
+    with step("order received"):
+        r = ctx.cli.run("scale", "order", "received", oid, "--pairing-token-file", tf).ok()
+        assert "Delivery confirmed." in r.stdout and "confirmed" in r.stdout, r.describe()
+        assert "Settlement" not in r.stdout, r.describe()
+    with step("order dispute"):
+        ev = ctx.cli.file("evidence.json", json.dumps({"note_line": "wrong output"}))
+        d = ctx.cli.run("scale", "order", "dispute", oid, "--reason", " bad result ", "--evidence",
+                        ev, "--pairing-token-file", tf, "-y", "--json").ok().json()
+        assert d["order"]["status"] == "disputed", d
+        assert d["dispute"]["status"] == "open" and d["dispute"]["reason"] == "bad result", d
+        raw = ctx.raw("GET", "/audit-events?resourceType=market-order&limit=500")[1]["items"]
+        ev_ = [e for e in raw if e["resourceId"] == oid and e["type"] == "market.order.disputed"]
+        assert ev_ and ev_[0]["payload"]["reason"] == "bad result", ev_
+    with step("an unknown order"):
+        r = ctx.cli.run("scale", "order", "status", "ord_01J9Z3K4Q7W8X5R2T6Y1V0B3N8", "--json",
+                        env=_cli_key(ctx))
+        _clean_failure(r)
+
+
+@check("cli:order-handoff", since="0.12.1")
+def cli_order_handoff(ctx: Ctx) -> None:
+    s, common = _cli_shop(ctx)
+    sid = "sdk-desk:console"
+    out = ctx.cli.run("scale", "order", sid, *common, "--json").ok().json()
+    assert out["execution"]["status_code"] == 202, out["execution"]
+    assert out["execution"]["handoff"]["url"] == _catalog()["services"][sid]["handoff"]["url"]
+    assert out["order"]["status"] == "handoff", out["order"]
+    oid = out["order"]["id"]
+    r = ctx.cli.run("scale", "order", sid, *common, "-y").ok()
+    assert "external handoff" in r.stdout.lower() and "http://127.0.0.1:9/desk" in r.stdout, \
+        r.describe()
+    r = ctx.cli.run("scale", "order", "received", oid, "--pairing-token-file",
+                    s["token_file"]).ok()
+    assert "Delivery confirmed." in r.stdout and "confirmed" in r.stdout, r.describe()
+    assert _raw_order(ctx, oid)["status"] == "confirmed"
+
+
+@check("cli:order-wallet", since="0.12.1")
+def cli_order_wallet(ctx: Ctx) -> None:
+    """`scale order <wallet service> --payment-tx-hash/--payment-chain/--payment-token` with a
+    real ERC-20 transfer: intent → proof (`recorded`, verified over RPC by the server) →
+    execute; `order received` prints the settlement."""
+    s, common = _cli_shop(ctx)
+    node = ctx.evm
+    pay = ("--payment-chain", "base", "--payment-token", "USDC")
+    with step("without PEAQOS_ORCH_API_KEY: the payment lookup needs platform auth (D5)"):
+        r = ctx.cli.run("scale", "order", shop.WALLET, *common, "--payment-tx-hash",
+                        "0x" + "ab" * 32, *pay, "--json")
+        _clean_failure(r)
+        assert r.exit_code == 2 and "PEAQOS_ORCH_API_KEY" in r.stderr, r.describe()
+    with step("a transfer of another amount: the server's RPC check refuses the proof"):
+        small, _ = _pay_wallet(ctx, raw=shop.WALLET_RAW - 1)
+        r = ctx.cli.run("scale", "order", shop.WALLET, *common, "--payment-tx-hash", small, *pay,
+                        "--json", env=_cli_key(ctx))
+        _clean_failure(r)
+        assert "was created but payment proof failed" in r.stderr, r.describe()
+        assert "PAYMENT_TRANSFER_NOT_FOUND" in r.stderr, r.describe()
+    tx, receipt = _pay_wallet(ctx)
+    with step("order with the transfer"):
+        out = ctx.cli.run("scale", "order", shop.WALLET, *common, "--payment-tx-hash", tx, *pay,
+                          "--json", env=_cli_key(ctx)).ok().json()
+        o, p = out["order"], out["payment"]
+        assert o["status"] == "delivered" and out["execution"]["status_code"] == 200, out
+        assert p["status"] == "held" and p["rail"]["rail_type"] == "wdk-usdt-transfer", p
+        assert p["proof"]["transaction_hash"] == tx.lower(), p["proof"]
+        oid = o["id"]
+    with step("what the server recorded"):
+        raw = _raw_payment(ctx, oid)
+        proof = raw["proof"]
+        assert proof["verificationMode"] == "rpc", proof  # the CLI sent "recorded"
+        assert proof["blockNumber"] == int(receipt["blockNumber"], 16), proof
+        assert (proof["chain"], proof["amount"], proof["rawAmount"]) == (
+            shop.CHAIN, "0.02", str(shop.WALLET_RAW)), proof
+        assert proof["payerAddress"].lower() == s["agent"].address.lower(), proof
+    with step("order received: settlement"):
+        r = ctx.cli.run("scale", "order", "received", oid, "--pairing-token-file",
+                        s["token_file"], env=_cli_key(ctx)).ok()
+        assert "Delivery confirmed." in r.stdout and "release_pending" in r.stdout, r.describe()
+        assert "Settlement:" in r.stdout and tx.lower() in r.stdout, r.describe()
+
+
+@check("cli:order-x402", since="0.12.1")
+def cli_order_x402(ctx: Ctx) -> None:
+    """`scale order <x402 service>`: intent (challenge from the paywall) → local signature with
+    PEAQOS_PRIVATE_KEY → proof → execute with the signature (the paywall verifies the EIP-712
+    recovery and settles on chain) → confirm, all by the CLI."""
+    s, common = _cli_shop(ctx)
+    node = ctx.evm
+    payer = ctx.cli.account
+    node.mint(payer.address, 2 * shop.X402_RAW)
+    before = (node.balance_of(payer.address), node.balance_of(shop.X402_PAY_TO))
+    with step("order --json"):
+        out = ctx.cli.run("scale", "order", shop.X402, *common, "--json",
+                          env=_cli_key(ctx)).ok().json()
+        o, ex_ = out["order"], out["execution"]
+        assert ex_["status_code"] == 200 and ex_["outcome"]["status"] == "completed", ex_
+        assert ex_["outcome"]["result"]["paidBy"].lower() == payer.address.lower(), ex_
+        oid = o["id"]
+    with step("the paywall got the CLI's signature"):
+        paid = [q for q in ctx.provider.requests(shop.X402_PATH)
+                if q["headers"].get("payment-signature")]
+        import base64
+        import json
+        sent = json.loads(base64.b64decode(paid[-1]["headers"]["payment-signature"]))
+        assert sent["payload"]["authorization"]["from"].lower() == payer.address.lower(), sent
+    with step("confirmed by the CLI; payment released with the settlement"):
+        assert _raw_order(ctx, oid)["status"] == "confirmed"
+        raw = _raw_payment(ctx, oid)
+        assert raw["status"] == "released", raw["status"]
+        settle = raw["proof"]["metadata"]["paymentSettlement"]
+        assert settle["status"] == "settled", settle
+        tx = raw["proof"]["transactionHash"]
+        assert transfer_logs(node.receipt(tx)) == [
+            (payer.address.lower(), shop.X402_PAY_TO.lower(), shop.X402_RAW)], tx
+        after = (node.balance_of(payer.address), node.balance_of(shop.X402_PAY_TO))
+        assert after == (before[0] - shop.X402_RAW, before[1] + shop.X402_RAW), (before, after)
+        # the proof's metadata as the CLI sent it, camel-cased by the SDK (D18)
+        assert raw["proof"]["metadata"]["serviceId"] == shop.X402, raw["proof"]["metadata"]
+    with step("order status shows the settlement"):
+        st = ctx.cli.run("scale", "order", "status", oid, "--json", env=_cli_key(ctx)).ok().json()
+        assert st["payment"]["proof"]["metadata"]["payment_settlement"]["status"] == "settled", st
+    with step("order received after the CLI's own confirm: ORDER_CLOSED (D14)"):
+        r = ctx.cli.run("scale", "order", "received", oid, "--pairing-token-file",
+                        s["token_file"])
+        _clean_failure(r)
+        assert r.exit_code == 2 and "already closed" in r.stderr, r.describe()
+    with step("human output"):
+        r = ctx.cli.run("scale", "order", shop.X402, *common, "-y", env=_cli_key(ctx)).ok()
+        assert "Order executed." in r.stdout and "paid (x402)" in r.stdout, r.describe()
+        assert "[6/6] Confirming delivery..." in r.stderr, r.describe()
+
+
+@check("cli:order-received-x402", since="0.12.1")
+def cli_order_received_x402(ctx: Ctx) -> None:
+    """`order received` on an x402 order paid through the SDK (the CLI would have confirmed its
+    own): confirm, then the settlement from the payment's proof."""
+    s, _ = _cli_shop(ctx)
+    payer = Account.create()
+    o, signed, r = _x402_paid(ctx, payer)
+    assert r.order.status == "delivered", r.order
+    tx = _raw_payment(ctx, o.id)["proof"]["transactionHash"]
+    r = ctx.cli.run("scale", "order", "received", o.id, "--pairing-token-file", s["token_file"],
+                    env=_cli_key(ctx)).ok()
+    out = r.stdout
+    assert "Delivery confirmed." in out and "released" in out, r.describe()
+    assert "Settlement:" in out, r.describe()
+    for want in (tx, shop.CHAIN, payer.address, "settled"):
+        assert want.lower() in out.lower(), (want, r.describe())
+
+
+@check("cli:order-escrow-handoff", since="0.12.1")
+def cli_order_escrow_handoff(ctx: Ctx) -> None:
+    """`scale order <escrow + handoff service>`: intent → escrow-lock (the transfer hash) →
+    execute (202); `order received` confirms (held → release_pending)."""
+    s, common = _cli_shop(ctx)
+    raw = round(shop.ESCROW_PRICE * 10**shop.TOKEN_DECIMALS)
+    tx, _ = _pay_wallet(ctx, raw=raw, payee=shop.ESCROW_ADDRESS)
+    out = ctx.cli.run("scale", "order", shop.ESCROW_DESK, *common, "--payment-tx-hash", tx,
+                      "--payment-chain", "base", "--payment-token", "USDC", "--json",
+                      env=_cli_key(ctx)).ok().json()
+    assert out["execution"]["status_code"] == 202, out["execution"]
+    assert out["execution"]["handoff"]["url"].endswith("/desk"), out["execution"]
+    assert out["order"]["status"] == "handoff", out["order"]
+    assert out["payment"]["status"] == "held", out["payment"]
+    oid = out["order"]["id"]
+    lock = _raw_payment(ctx, oid)
+    assert lock["rail"]["type"] == "onchain-escrow", lock["rail"]
+    assert lock["rail"]["escrowAddress"].lower() == shop.ESCROW_ADDRESS.lower(), lock["rail"]
+    assert lock["proof"]["transactionHash"] == tx.lower(), lock["proof"]
+    r = ctx.cli.run("scale", "order", "received", oid, "--pairing-token-file", s["token_file"],
+                    env=_cli_key(ctx)).ok()
+    assert "Delivery confirmed." in r.stdout and "release_pending" in r.stdout, r.describe()
+    assert "Settlement:" in r.stdout and tx.lower() in r.stdout, r.describe()
+
+
+@check("cli:onem2m-only-commands", since="0.12.1")
+def cli_onem2m_only(ctx: Ctx) -> None:
+    """`order execute` and `service execute` speak only oneM2M (clients.md §7.7): on these
+    services they must fail cleanly."""
+    s, common = _cli_shop(ctx)
+    o = _order(ctx, shop.ECHO)
+    r = ctx.cli.run("scale", "order", "execute", o.id, "--pairing-token-file", s["token_file"],
+                    "-y")
+    _clean_failure(r)
+    assert r.exit_code == 1 and "not an oneM2M order" in r.stderr, r.describe()
+    assert _raw_order(ctx, o.id)["status"] == "created", "order execute must not run it"
+    r = ctx.cli.run("scale", "service", "execute", shop.ECHO, *common, "--operation",
+                    "list-devices", "--json")
+    _clean_failure(r)  # the server refuses the oneM2M operation (400): exit 2
+    assert r.exit_code == 2 and "operation" in r.stderr, r.describe()
 
 
 if __name__ == "__main__":

@@ -132,6 +132,19 @@ class FakeMcr:
         return res
 
 
+class FakeProvider:
+    """Admin client for fake_provider.py (the provider and x402 paywall of the sdk-shop services)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def requests(self, path: str | None = None) -> list[dict]:
+        """Every request it got ({method, path, query, headers, body}), optionally for one path."""
+        code, res = http_json("GET", f"{self.url}/_admin/requests")
+        assert code == 200, (code, res)
+        return [r for r in res["items"] if path is None or r["path"] == path]
+
+
 class Ctx:
     """What every check receives. `state` carries data between checks (run in order)."""
 
@@ -145,6 +158,8 @@ class Ctx:
         self.state: dict[str, Any] = {}
         mcr = os.environ.get("FAKE_MCR_URL")
         self.mcr: FakeMcr | None = FakeMcr(mcr) if mcr else None
+        provider = os.environ.get("FAKE_PROVIDER_URL")
+        self._provider: FakeProvider | None = FakeProvider(provider) if provider else None
         self._runtime: FakeRuntime | None = None
         self._cli: Cli | None = None
 
@@ -154,6 +169,20 @@ class Ctx:
         if self._runtime is None:
             self._runtime = FakeRuntime()
         return self._runtime
+
+    @property
+    def provider(self) -> FakeProvider:
+        """The fake provider / x402 paywall run.sh started for this run (FAKE_PROVIDER_URL)."""
+        assert self._provider is not None, "FAKE_PROVIDER_URL is not set (run through run.sh)"
+        return self._provider
+
+    @property
+    def evm(self):
+        """The suite's Anvil node (evm.Node; ANVIL_URL), with the test token set up."""
+        url = os.environ.get("ANVIL_URL")
+        assert url, "ANVIL_URL is not set: run.sh could not start Anvil (see its log above)"
+        from evm import Node
+        return Node(url)
 
     @property
     def cli(self) -> "Cli":
@@ -320,9 +349,13 @@ class Cli:
         self.dir = tempfile.mkdtemp(prefix="peaqos-cli-")
         from eth_account import Account
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEAQOS_")}
+        self.account = Account.create()  # PEAQOS_PRIVATE_KEY: the CLI's signer (x402 payer)
+        # The suite's Anvil node when there is one: the CLI asks it for eth_chainId (and, without
+        # rail metadata, decimals()) on wallet proofs.
         env.update(DO_NOT_TRACK="1", PEAQOS_TELEMETRY="0", HOME=self.dir,
-                   PEAQOS_ORCHESTRATION_URL=base_url, PEAQOS_RPC_URL=DUMMY_RPC_URL,
-                   PEAQOS_PRIVATE_KEY="0x" + bytes(Account.create().key).hex())
+                   PEAQOS_ORCHESTRATION_URL=base_url,
+                   PEAQOS_RPC_URL=os.environ.get("ANVIL_URL") or DUMMY_RPC_URL,
+                   PEAQOS_PRIVATE_KEY="0x" + bytes(self.account.key).hex())
         self.env = env
         self._driver: subprocess.Popen | None = None
         atexit.register(self.close)

@@ -3,6 +3,11 @@ PEAQOS_CATALOG_DIR (run.sh). Every URL in it is loopback (127.0.0.1:9, nothing l
 
   python3 tests/sdk/catalog/generate.py
 
+With `--orders FILE --provider-url URL`, writes instead the order and payment services, whose
+endpoints are on the fake provider and x402 paywall (fake_provider.py) at URL, a loopback port
+chosen per run. run.sh writes that file beside a copy of sdk-conformance.json into a temp dir
+and points the server there (see `orders_doc` below and shop.py).
+
 Contents, added to the built-in catalogue:
 - skill sdk.compute-pool (partner, ecosystem, machine-consumes) with 24 compute.marketplace
   services sdk-pool:node-01..24, so a search for `compute` has more than 25 candidates
@@ -16,8 +21,13 @@ Contents, added to the built-in catalogue:
 - adapter sdk-pool.
 """
 
+import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import shop  # noqa: E402  (tests/sdk/shop.py: ids, chain, token, prices)
 
 UPD = "2026-01-01T00:00:00.000Z"
 
@@ -123,7 +133,88 @@ adapters = [{"providerKey": "sdk-pool", "label": "SDK compute pool", "integratio
              "executionMode": "native", "credentialKeys": [], "runtimeEndpoint": None,
              "setupSteps": ["Nothing to set up (fixture)."], "docsUrl": None}]
 
-doc = {"skills": skills, "manifests": manifests, "services": services, "adapters": adapters}
-out = Path(__file__).with_name("sdk-conformance.json")
-out.write_text(json.dumps(doc, indent=1) + "\n")
-print(f"wrote {out}")
+def orders_doc(provider: str) -> dict:
+    """The order and payment services (skill sdk.shop, provider sdk-shop), on `provider`.
+
+    - sdk-shop:echo: free native HTTP; `echo` is POST {provider}/echo/orders, `read-item` is
+      GET {provider}/echo/items/{itemId} (the placeholder filled from input, the rest of input in
+      the query). The fake answers every /echo/ request with what it received.
+    - sdk-shop:flaky: free native HTTP that answers 500 (failed orders, retry).
+    - sdk-shop:wallet: wallet rail (ERC-20 transfer on the Anvil chain, RPC-verified), fixed
+      0.02 USDC, native HTTP (POST {provider}/echo/wallet).
+    - sdk-shop:x402: x402 rail, fixed 0.01 USDC; GET {provider}/x402/report is the paywall.
+    - sdk-shop:escrow-desk: onchain-escrow rail, fixed 0.05 USDC, external handoff.
+    Free services keep the default payment block (defaultRail not-required, required false),
+    which is what the CLI treats as free (clients.md D7). Paid EVM rails carry tokenDecimals, so
+    the intent has rail.metadata.rawAmount/tokenDecimals and the CLI never asks a public RPC for
+    decimals() (D9).
+    """
+    provider = provider.rstrip("/")
+
+    def rail(default, **kw):
+        p = dict(defaultRail=default, supportedRails=[default], required=True, notes=[],
+                 chain=shop.CHAIN, token=shop.TOKEN_SYMBOL, tokenAddress=shop.TOKEN_ADDRESS,
+                 tokenDecimals=shop.TOKEN_DECIMALS)
+        p.update(kw)
+        return p
+
+    def fixed(amount):
+        return {"mode": "fixed", "amount": amount, "currency": shop.TOKEN_SYMBOL,
+                "rate": "per_request", "notes": []}
+
+    def endpoint(key, operation, path, method="POST"):
+        return {"key": key, "label": key, "operation": operation, "url": provider, "path": path,
+                "method": method, "providerName": "SDK shop", "protocols": [], "networks": []}
+
+    sk = skill(shop.SKILL, shop.PROVIDER, "SDK shop", serviceTypes=["machine.commerce"],
+               operations=["echo", "read-item", "buy-report", "open-desk"])
+    mf = manifest(shop.SKILL, shop.PROVIDER, "SDK shop",
+                  [{"key": "note", "type": "string", "required": False, "description": "Echoed"}],
+                  [{"key": "ok", "type": "boolean", "description": "Echo of the request"}])
+
+    def svc(id, name, **kw):
+        return service(id, shop.SKILL, shop.PROVIDER, "machine.commerce", name, **kw)
+
+    desk = {"label": "Open SDK escrow desk", "url": f"{provider}/desk", "notes": ["Loopback"]}
+    services = [
+        svc(shop.ECHO, "SDK shop echo", operations=["echo", "read-item"], pricing=fixed(0),
+            endpoints=[endpoint("echo", "echo", "/echo/orders"),
+                       endpoint("item", "read-item", "/echo/items/{itemId}", "GET")]),
+        svc(shop.FLAKY, "SDK shop flaky", operations=["echo"], pricing=fixed(0),
+            endpoints=[endpoint("flaky", "echo", "/status/500")]),
+        svc(shop.WALLET, "SDK shop wallet-paid echo", operations=["echo"],
+            pricing=fixed(shop.WALLET_PRICE),
+            payment=rail("wallet", payeeAddress=shop.WALLET_PAYEE),
+            endpoints=[endpoint("echo", "echo", "/echo/wallet")]),
+        svc(shop.X402, "SDK shop x402 report", operations=["buy-report"],
+            pricing=fixed(shop.X402_PRICE), payment=rail("x402", provider="sdk-shop"),
+            endpoints=[endpoint("report", "buy-report", shop.X402_PATH, "GET")]),
+        svc(shop.ESCROW_DESK, "SDK shop escrow desk", operations=["open-desk"],
+            executionMode="external-handoff", integrationStatus="partner-required",
+            authType="wallet", distribution="docs-only", pricing=fixed(shop.ESCROW_PRICE),
+            payment=rail("onchain-escrow", escrowAddress=shop.ESCROW_ADDRESS,
+                         payeeAddress=shop.ESCROW_PAYEE),
+            handoff=desk),
+    ]
+    return {"skills": [sk], "manifests": [mf], "services": services, "adapters": []}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--orders", help="write the order catalogue to this file instead")
+    ap.add_argument("--provider-url", help="the fake provider's base URL (with --orders)")
+    args = ap.parse_args()
+    if args.orders:
+        if not args.provider_url:
+            ap.error("--orders needs --provider-url")
+        out, doc = Path(args.orders), orders_doc(args.provider_url)
+    else:
+        out = Path(__file__).with_name("sdk-conformance.json")
+        doc = {"skills": skills, "manifests": manifests, "services": services,
+               "adapters": adapters}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
