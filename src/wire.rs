@@ -67,3 +67,67 @@ pub fn parse_field<T: WireEnum>(field: &str, value: &str) -> Result<T, ApiError>
         ApiError::validation(field, &allowed, format!("{field} must be one of {allowed}"))
     })
 }
+
+/// A JSON value kept as its compact text: checked as a `T` when decoded, written back verbatim,
+/// decoded again only where it is read. For the bulky, rarely read parts of catalogue entries
+/// (service metadata and operation contracts), which would otherwise cost several kilobytes of
+/// maps and strings per service in memory.
+pub struct Raw<T> {
+    json: Box<serde_json::value::RawValue>,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: serde::Serialize> Raw<T> {
+    pub fn new(value: &T) -> Raw<T> {
+        Raw {
+            json: serde_json::value::to_raw_value(value).expect("wire values serialise"),
+            _type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> Raw<T> {
+    /// The value (decoded from text checked when it was read).
+    pub fn get(&self) -> T {
+        serde_json::from_str(self.json.get()).expect("checked when decoded")
+    }
+}
+
+impl<T> Clone for Raw<T> {
+    fn clone(&self) -> Self {
+        Raw {
+            json: self.json.clone(),
+            _type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Raw<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.json.get())
+    }
+}
+
+impl<T: Default + serde::Serialize> Default for Raw<T> {
+    fn default() -> Self {
+        Raw::new(&T::default())
+    }
+}
+
+impl<T> PartialEq for Raw<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.get() == other.json.get()
+    }
+}
+
+impl<T> serde::Serialize for Raw<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de> + serde::Serialize> serde::Deserialize<'de> for Raw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(|value| Raw::new(&value))
+    }
+}

@@ -19,10 +19,14 @@ use model::{AdapterSetup, Service, ServiceType, Skill, SkillManifest};
 pub struct Catalog {
     skills: BTreeMap<String, Skill>,
     manifests: BTreeMap<String, SkillManifest>,
-    services: BTreeMap<String, Service>,
+    /// In id order.
+    services: Vec<Service>,
+    /// Positions in `services`, by id.
+    service_ids: HashMap<String, usize>,
     adapters: BTreeMap<String, AdapterSetup>,
-    /// Service ids by type, in id order: search and discovery only look at one type.
-    by_type: HashMap<ServiceType, Vec<String>>,
+    /// Positions in `services` by type, in id order: search and discovery only look at one
+    /// type.
+    by_type: HashMap<ServiceType, Vec<usize>>,
 }
 
 impl Catalog {
@@ -32,19 +36,19 @@ impl Catalog {
         services: Vec<Service>,
         adapters: Vec<AdapterSetup>,
     ) -> Catalog {
-        let services: BTreeMap<String, Service> =
-            services.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let mut by_type: HashMap<ServiceType, Vec<String>> = HashMap::new();
-        for service in services.values() {
-            by_type
-                .entry(service.service_type)
-                .or_default()
-                .push(service.id.clone());
+        let mut services = services;
+        services.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut by_type: HashMap<ServiceType, Vec<usize>> = HashMap::new();
+        let mut service_ids = HashMap::with_capacity(services.len());
+        for (at, service) in services.iter().enumerate() {
+            by_type.entry(service.service_type).or_default().push(at);
+            service_ids.insert(service.id.clone(), at);
         }
         Catalog {
             skills: skills.into_iter().map(|s| (s.key.clone(), s)).collect(),
             manifests: manifests.into_iter().map(|m| (m.key.clone(), m)).collect(),
             services,
+            service_ids,
             adapters: adapters
                 .into_iter()
                 .map(|a| (a.provider_key.clone(), a))
@@ -66,12 +70,12 @@ impl Catalog {
     }
 
     pub fn service(&self, id: &str) -> Option<&Service> {
-        self.services.get(id)
+        self.service_ids.get(id).map(|at| &self.services[*at])
     }
 
     /// Every service, in id order.
     pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.services.values()
+        self.services.iter()
     }
 
     /// The services of one type, in id order.
@@ -80,7 +84,7 @@ impl Catalog {
             .get(&service_type)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.services.get(id))
+            .map(|at| &self.services[*at])
     }
 
     pub fn adapter(&self, provider_key: &str) -> Option<&AdapterSetup> {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::wire::Raw;
 use crate::{impl_wire_enum, wire_enum};
 
 wire_enum!(pub ServiceType {
@@ -408,8 +409,9 @@ pub struct Service {
     pub kind: Kind,
     pub region: String,
     pub requires_human_enablement: bool,
-    #[serde(default = "empty_object")]
-    pub metadata: Map<String, Value>,
+    /// Read where it matters (`credentialHeaders`); kept as text.
+    #[serde(default)]
+    pub metadata: Raw<Map<String, Value>>,
     #[serde(default)]
     pub pricing: Pricing,
     #[serde(default)]
@@ -417,7 +419,7 @@ pub struct Service {
     #[serde(default)]
     pub endpoints: Vec<ServiceEndpoint>,
     #[serde(default)]
-    pub operation_contracts: Vec<OperationContract>,
+    pub operation_contracts: Raw<Vec<OperationContract>>,
     #[serde(default)]
     pub reference_url: Option<String>,
     #[serde(default)]
@@ -465,14 +467,15 @@ pub struct MarketService {
     pub freshness_seconds: i64,
     pub requires_human_enablement: bool,
     #[schema(value_type = Object)]
-    pub metadata: Map<String, Value>,
+    pub metadata: Raw<Map<String, Value>>,
     pub pricing: Pricing,
     pub payment: PaymentRecommendation,
     pub endpoints: Vec<ServiceEndpoint>,
     /// Legacy alias of `endpoints[0]`.
     pub endpoint: Option<ServiceEndpoint>,
     pub consumption: Consumption,
-    pub operation_contracts: Vec<OperationContract>,
+    #[schema(value_type = Vec<OperationContract>)]
+    pub operation_contracts: Raw<Vec<OperationContract>>,
     pub reference_url: Option<String>,
     pub artifact_url: Option<String>,
     pub handoff: Option<ExternalHandoff>,

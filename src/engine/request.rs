@@ -250,7 +250,7 @@ fn credential_headers(
         ("apiKey".into(), API_KEY_HEADER.into(), String::new()),
         ("token".into(), "authorization".into(), "Bearer ".into()),
     ];
-    if let Some(Value::Array(extra)) = service.metadata.get("credentialHeaders") {
+    if let Some(Value::Array(extra)) = service.metadata.get().get("credentialHeaders") {
         for entry in extra {
             let field = |name: &str| entry.get(name).and_then(Value::as_str).map(str::to_string);
             if let (Some(key), Some(header)) = (field("credentialKey"), field("header")) {

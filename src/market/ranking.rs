@@ -135,52 +135,76 @@ fn passes(
     context.skills.enabled(&service.skill_key)
 }
 
+/// A factor's reason, written only when it will be shown: ranking scores every candidate but
+/// explains only those it keeps.
+fn why(explain: bool, text: impl FnOnce() -> String) -> String {
+    if explain { text() } else { String::new() }
+}
+
 /// The `execution` factor: its value, the reason, and whether credentials were found.
 fn execution(
     service: &Service,
     integration_status: IntegrationStatus,
     context: &Context<'_>,
+    explain: bool,
 ) -> (f64, String, bool) {
-    let credentials = context
-        .request_credentials
-        .contains(&credential_key(&service.provider_key))
+    let credentials = (!context.request_credentials.is_empty()
+        && context
+            .request_credentials
+            .contains(&credential_key(&service.provider_key)))
         || context.skills.has_credentials(&service.skill_key);
     let found = if credentials { "found" } else { "not found" };
     if service.execution_mode == ExecutionMode::ExternalHandoff {
-        return (0.3, "execution: external handoff".into(), credentials);
+        return (
+            0.3,
+            why(explain, || "execution: external handoff".into()),
+            credentials,
+        );
     }
     if service.integration_status == IntegrationStatus::DocsOnly {
-        return (0.3, "execution: docs only".into(), credentials);
+        return (
+            0.3,
+            why(explain, || "execution: docs only".into()),
+            credentials,
+        );
     }
     if service.kind == Kind::Runtime {
         return if context.scope.runtime_active(&service.provider_key) {
-            (
-                1.0,
+            let reason = why(explain, || {
                 format!(
                     "execution: native on the machine's {} runtime endpoint (active)",
                     service.provider_key
-                ),
-                credentials,
-            )
+                )
+            });
+            (1.0, reason, credentials)
         } else {
-            (
-                0.5,
+            let reason = why(explain, || {
                 format!(
                     "execution: the machine's {} runtime endpoint is missing or not healthy",
                     service.provider_key
-                ),
-                credentials,
-            )
+                )
+            });
+            (0.5, reason, credentials)
         };
     }
     match integration_status {
-        IntegrationStatus::Native => (0.8, "execution: native, server-side".into(), credentials),
-        IntegrationStatus::CredentialsRequired => (
-            0.5,
-            format!("execution: credentials required (credentials {found})"),
+        IntegrationStatus::Native => (
+            0.8,
+            why(explain, || "execution: native, server-side".into()),
             credentials,
         ),
-        other => (0.5, format!("execution: {other}"), credentials),
+        IntegrationStatus::CredentialsRequired => (
+            0.5,
+            why(explain, || {
+                format!("execution: credentials required (credentials {found})")
+            }),
+            credentials,
+        ),
+        other => (
+            0.5,
+            why(explain, || format!("execution: {other}")),
+            credentials,
+        ),
     }
 }
 
@@ -188,12 +212,19 @@ fn capabilities(
     service: &Service,
     criteria: &Criteria<'_>,
     context: &Context<'_>,
+    explain: bool,
 ) -> (f64, String) {
     if !criteria.required_capabilities.is_empty() {
-        return (1.0, "capabilities: every required capability".into());
+        return (
+            1.0,
+            why(explain, || "capabilities: every required capability".into()),
+        );
     }
     if service.capabilities.is_empty() {
-        return (0.5, "capabilities: the service lists none".into());
+        return (
+            0.5,
+            why(explain, || "capabilities: the service lists none".into()),
+        );
     }
     let machine = &context.scope.machine.capabilities;
     let shared = service
@@ -203,114 +234,169 @@ fn capabilities(
         .count();
     (
         shared as f64 / service.capabilities.len() as f64,
-        format!(
-            "capabilities: {shared} of {} shared with the machine",
-            service.capabilities.len()
-        ),
+        why(explain, || {
+            format!(
+                "capabilities: {shared} of {} shared with the machine",
+                service.capabilities.len()
+            )
+        }),
     )
 }
 
-fn region(service: &Service, criteria: &Criteria<'_>) -> (f64, String) {
+fn region(service: &Service, criteria: &Criteria<'_>, explain: bool) -> (f64, String) {
     match criteria.region {
-        Some(region) if service.region.eq_ignore_ascii_case(region) => {
-            (1.0, format!("region: {} matches", service.region))
-        }
-        Some(_) => (0.5, "region: global service".into()),
-        None => (0.5, "region: none requested".into()),
+        Some(region) if service.region.eq_ignore_ascii_case(region) => (
+            1.0,
+            why(explain, || format!("region: {} matches", service.region)),
+        ),
+        Some(_) => (0.5, why(explain, || "region: global service".into())),
+        None => (0.5, why(explain, || "region: none requested".into())),
     }
 }
 
-fn skill(service: &Service, criteria: &Criteria<'_>, context: &Context<'_>) -> (f64, String) {
+fn skill(
+    service: &Service,
+    criteria: &Criteria<'_>,
+    context: &Context<'_>,
+    explain: bool,
+) -> (f64, String) {
     let key = &service.skill_key;
     if criteria.preferred_skill_keys.contains(key) {
-        (1.0, format!("skill: {key} is preferred"))
+        (1.0, why(explain, || format!("skill: {key} is preferred")))
     } else if context.scope.machine.skill_keys.contains(key) {
-        (1.0, format!("skill: {key} is one of the machine's skills"))
+        (
+            1.0,
+            why(explain, || {
+                format!("skill: {key} is one of the machine's skills")
+            }),
+        )
     } else {
         (
             0.0,
-            format!("skill: {key} is not one of the machine's skills"),
+            why(explain, || {
+                format!("skill: {key} is not one of the machine's skills")
+            }),
         )
     }
 }
 
-fn price(service: &Service, criteria: &Criteria<'_>) -> (f64, String) {
+fn price(service: &Service, criteria: &Criteria<'_>, explain: bool) -> (f64, String) {
     let Some(price) = service.pricing.fixed_amount() else {
-        return (0.5, "price: not fixed".into());
+        return (0.5, why(explain, || "price: not fixed".into()));
     };
     if price == 0.0 {
-        return (1.0, "price: free".into());
+        return (1.0, why(explain, || "price: free".into()));
     }
     match criteria.budget_max {
-        None => (0.5, "price: no budget given".into()),
+        None => (0.5, why(explain, || "price: no budget given".into())),
         Some(max) => {
             let mismatch = matches!(
                 (criteria.budget_currency, service.pricing.currency.as_deref()),
                 (Some(a), Some(b)) if !same_currency(a, b)
             );
             if mismatch {
-                (0.5, "price: in another currency than the budget".into())
+                (
+                    0.5,
+                    why(explain, || {
+                        "price: in another currency than the budget".into()
+                    }),
+                )
             } else if price <= max {
-                (1.0, format!("price: {price} within the budget of {max}"))
+                (
+                    1.0,
+                    why(explain, || {
+                        format!("price: {price} within the budget of {max}")
+                    }),
+                )
             } else {
-                (0.0, format!("price: {price} over the budget of {max}"))
+                (
+                    0.0,
+                    why(explain, || {
+                        format!("price: {price} over the budget of {max}")
+                    }),
+                )
             }
         }
     }
 }
 
-fn maturity(service: &Service) -> (f64, String) {
+fn maturity(service: &Service, explain: bool) -> (f64, String) {
     let value = match service.maturity {
         Maturity::Production => 1.0,
         Maturity::Beta => 0.6,
         Maturity::Reference => 0.3,
     };
-    (value, format!("maturity: {}", service.maturity))
+    (
+        value,
+        why(explain, || format!("maturity: {}", service.maturity)),
+    )
+}
+
+/// Scores one service that passed the filters; with `explain`, with its six reasons.
+fn evaluate<'a>(
+    service: &'a Service,
+    integration_status: IntegrationStatus,
+    criteria: &Criteria<'_>,
+    context: &Context<'_>,
+    explain: bool,
+) -> Candidate<'a> {
+    let (execution, execution_reason, credentials_available) =
+        execution(service, integration_status, context, explain);
+    let factors = [
+        (WEIGHT_EXECUTION, (execution, execution_reason)),
+        (
+            WEIGHT_CAPABILITIES,
+            capabilities(service, criteria, context, explain),
+        ),
+        (WEIGHT_REGION, region(service, criteria, explain)),
+        (WEIGHT_SKILL, skill(service, criteria, context, explain)),
+        (WEIGHT_PRICE, price(service, criteria, explain)),
+        (WEIGHT_MATURITY, maturity(service, explain)),
+    ];
+    let score = round4(factors.iter().map(|(w, (v, _))| w * v).sum::<f64>());
+    Candidate {
+        service,
+        integration_status,
+        score: score.clamp(0.0, 1.0),
+        reasons: if explain {
+            factors.into_iter().map(|(_, (_, reason))| reason).collect()
+        } else {
+            Vec::new()
+        },
+        credentials_available,
+    }
 }
 
 /// Ranks `services` (the catalogue's services of `service_type`) for `criteria` in `context`:
 /// the services passing every filter, by score descending then id ascending, at most
-/// `criteria.limit`.
+/// `criteria.limit`. Every candidate is scored; only the ones kept are explained.
 pub fn rank<'a>(
     services: impl Iterator<Item = &'a Service>,
     service_type: ServiceType,
     criteria: &Criteria<'_>,
     context: &Context<'_>,
 ) -> Vec<Candidate<'a>> {
-    let mut candidates: Vec<Candidate<'a>> = services
+    let mut scored: Vec<Candidate<'a>> = services
         .filter(|s| passes(s, service_type, criteria, context))
         .map(|service| {
-            let integration_status = context.scope.integration_status(service);
-            let (execution, execution_reason, credentials_available) =
-                execution(service, integration_status, context);
-            let factors = [
-                (WEIGHT_EXECUTION, (execution, execution_reason)),
-                (
-                    WEIGHT_CAPABILITIES,
-                    capabilities(service, criteria, context),
-                ),
-                (WEIGHT_REGION, region(service, criteria)),
-                (WEIGHT_SKILL, skill(service, criteria, context)),
-                (WEIGHT_PRICE, price(service, criteria)),
-                (WEIGHT_MATURITY, maturity(service)),
-            ];
-            let score = round4(factors.iter().map(|(w, (v, _))| w * v).sum::<f64>());
-            Candidate {
-                service,
-                integration_status,
-                score: score.clamp(0.0, 1.0),
-                reasons: factors.into_iter().map(|(_, (_, reason))| reason).collect(),
-                credentials_available,
-            }
+            let status = context.scope.integration_status(service);
+            evaluate(service, status, criteria, context, false)
         })
         .collect();
-    candidates.sort_by(|a, b| {
+    let order = |a: &Candidate<'_>, b: &Candidate<'_>| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.service.id.cmp(&b.service.id))
-    });
-    candidates.truncate(criteria.limit);
-    candidates
+    };
+    if scored.len() > criteria.limit {
+        scored.select_nth_unstable_by(criteria.limit, order);
+        scored.truncate(criteria.limit);
+    }
+    scored.sort_by(order);
+    scored
+        .into_iter()
+        .map(|c| evaluate(c.service, c.integration_status, criteria, context, true))
+        .collect()
 }
 
 #[cfg(test)]
