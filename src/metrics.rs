@@ -59,15 +59,56 @@ pub fn init() {
     handle();
 }
 
+/// The request counter and latency histogram of one (method, route, status).
+#[derive(Clone)]
+struct RequestMetrics {
+    method: axum::http::Method,
+    status: u16,
+    total: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Handles by route template: registering a labelled metric allocates and hashes its labels,
+    /// so each thread keeps the handles of the first request of each kind (the set is small and
+    /// bounded: route templates × methods × statuses).
+    static REQUEST_METRICS: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<RequestMetrics>>> =
+        Default::default();
+}
+
 /// One served request, labelled by route template (never the raw path).
-pub fn record_request(method: &str, route: &str, status: StatusCode, elapsed: Duration) {
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.to_string()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+pub fn record_request(
+    method: &axum::http::Method,
+    route: &str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let status = status.as_u16();
+    let found = REQUEST_METRICS.with_borrow(|handles| {
+        handles
+            .get(route)
+            .and_then(|kinds| kinds.iter().find(|k| k.status == status && k.method == method))
+            .cloned()
+    });
+    let metrics = found.unwrap_or_else(|| {
+        let labels = [
+            ("method", method.to_string()),
+            ("route", route.to_string()),
+            ("status", status.to_string()),
+        ];
+        let kind = RequestMetrics {
+            method: method.clone(),
+            status,
+            total: metrics::counter!("http_requests_total", &labels),
+            duration: metrics::histogram!("http_request_duration_seconds", &labels),
+        };
+        REQUEST_METRICS.with_borrow_mut(|handles| {
+            handles.entry(route.into()).or_default().push(kind.clone())
+        });
+        kind
+    });
+    metrics.total.increment(1);
+    metrics.duration.record(elapsed.as_secs_f64());
 }
 
 /// A heartbeat outcome: `accepted`, or `rejected` with the error code.

@@ -14,16 +14,17 @@ use serde_json::json;
 use crate::App;
 use utoipa::ToSchema;
 
-/// `GET /health` at the host root.
-pub fn root_routes() -> Router<Arc<App>> {
-    Router::new().route("/health", get(root_health))
+/// `GET /health` at the host root and `GET /api/v1/health`: mounted by `crate::routes` under
+/// the light conventions of `http::liveness`.
+pub fn liveness_routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(root_health))
+        .route("/api/v1/health", get(health))
 }
 
-/// `GET /api/v1/health` and `GET /api/v1/readiness`.
+/// `GET /api/v1/readiness`.
 pub fn api_routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/readiness", get(readiness))
+    Router::new().route("/readiness", get(readiness))
 }
 
 /// Liveness only, at the host root.
@@ -37,7 +38,7 @@ pub(crate) async fn root_health() -> Response {
 #[utoipa::path(get, path = "/api/v1/health", tag = "health", security(()),
     responses((status = 200, description = "The process is alive", body = crate::health::Health)))]
 pub(crate) async fn health() -> Response {
-    crate::http::json(StatusCode::OK, &json!({ "ok": true }))
+    crate::http::json_bytes(StatusCode::OK, br#"{"ok":true}"#.to_vec())
 }
 
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -77,3 +77,13 @@ pub fn conventions(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
         .layer(from_fn(request_id::middleware))
         .with_state(app)
 }
+
+/// The conventions of the liveness routes, which read no input and touch nothing: request ids,
+/// logging and metrics, and the JSON envelope for framework errors (a `405`). Nothing else: no
+/// body to buffer, no write to protect with a request task, no input to scan.
+pub fn liveness(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    routes
+        .layer(from_fn(envelope::ensure_json_errors))
+        .layer(from_fn(request_id::middleware))
+        .with_state(app)
+}

@@ -38,12 +38,8 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         path = %req.uri().path(),
     );
     // The route template, never the raw path (which carries ids).
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
@@ -54,7 +50,8 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
             "request completed"
         );
     });
-    crate::metrics::record_request(&method, &route, response.status(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::record_request(&method, route, response.status(), started.elapsed());
     response.headers_mut().insert(HEADER, header);
     response
 }
