@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
@@ -18,8 +18,23 @@ use utoipa::ToSchema;
 /// the light conventions of `http::liveness`.
 pub fn liveness_routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/health", get(root_health))
-        .route("/api/v1/health", get(health))
+        .route("/health", get(root_health).fallback(not_allowed))
+        .route("/api/v1/health", get(health).fallback(not_allowed))
+}
+
+/// Another method on a liveness path: the envelope's `405`, as the shared conventions answer it
+/// elsewhere.
+async fn not_allowed() -> Response {
+    let mut response = crate::error::ApiError::new(
+        crate::error::ErrorCode::METHOD_NOT_ALLOWED,
+        "This method is not allowed on this path",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("GET,HEAD"),
+    );
+    response
 }
 
 /// `GET /api/v1/readiness`.

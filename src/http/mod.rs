@@ -79,11 +79,10 @@ pub fn conventions(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
 }
 
 /// The conventions of the liveness routes, which read no input and touch nothing: request ids,
-/// logging and metrics, and the JSON envelope for framework errors (a `405`). Nothing else: no
-/// body to buffer, no write to protect with a request task, no input to scan.
+/// logging and metrics. Nothing else: no body to buffer, no write to protect with a request
+/// task, no input to scan; their routes answer other methods with the envelope themselves.
 pub fn liveness(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     routes
-        .layer(from_fn(envelope::ensure_json_errors))
         .layer(from_fn(request_id::middleware))
         .with_state(app)
 }
