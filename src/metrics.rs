@@ -87,7 +87,11 @@ pub fn record_request(
     let found = REQUEST_METRICS.with_borrow(|handles| {
         handles
             .get(route)
-            .and_then(|kinds| kinds.iter().find(|k| k.status == status && k.method == method))
+            .and_then(|kinds| {
+                kinds
+                    .iter()
+                    .find(|k| k.status == status && k.method == method)
+            })
             .cloned()
     });
     let metrics = found.unwrap_or_else(|| {
@@ -102,9 +106,8 @@ pub fn record_request(
             total: metrics::counter!("http_requests_total", &labels),
             duration: metrics::histogram!("http_request_duration_seconds", &labels),
         };
-        REQUEST_METRICS.with_borrow_mut(|handles| {
-            handles.entry(route.into()).or_default().push(kind.clone())
-        });
+        REQUEST_METRICS
+            .with_borrow_mut(|handles| handles.entry(route.into()).or_default().push(kind.clone()));
         kind
     });
     metrics.total.increment(1);

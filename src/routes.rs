@@ -72,10 +72,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(metrics)
         .merge(crate::console::routes(&app.config))
         .nest("/api/v1", api);
-    crate::http::conventions(routes, app.clone()).merge(crate::http::liveness(
-        crate::health::liveness_routes(),
-        app,
-    ))
+    crate::http::conventions(routes, app.clone())
+        .merge(crate::http::liveness(crate::health::liveness_routes(), app))
 }
 
 /// The router of the dedicated metrics listener (`PEAQOS_METRICS_ADDR`).

@@ -13,7 +13,7 @@ use common::market::{TOKEN_HEADER, merged};
 use common::orders::{
     Agent, BLOCKED, DEAD, EUR, FAILING, FLAKY, FREE, HANDOFF, HANDOFF_URL, HELD, NO_ADAPTER, OFF,
     OFF_SKILL, OTHER, OTHER_SKILL, OrderWorld, PAID, PAYEE, PAYWALL, PROVIDER_KEY, SKILL, UNPRICED,
-    X402, database_bytes, next_utc_midnight, pairs, same_database, tx_hash,
+    X402, database_bytes, next_utc_midnight, pairs, tx_hash,
 };
 use common::process::ServerProcess;
 use common::wallet::Wallet;

@@ -14,8 +14,8 @@ use common::market::{
     CatalogDir, MACHINE_VERIFICATION_OFF, Market, NO_PROBES, PAIRING_VERIFICATION_OFF,
     TOKEN_HEADER, catalog_file, manifest, merged, ms, service, skill,
 };
-use common::{Backend, TestServer, backends, expect_error, expect_json, rand_u64};
 use common::process::ServerProcess;
+use common::{Backend, TestServer, backends, expect_error, expect_json, rand_u64};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
@@ -1433,11 +1433,9 @@ async fn one_hash_for_two_orders_on_two_servers_holds_once() {
     for backend in backends() {
         let shop = Shop::start(&backend, FAR_TOKEN, &[]).await;
         // A second server, a process of its own, on the same database.
-        let second = ServerProcess::spawn(
-            Some(&shop.srv().db.url),
-            &shop_env(&shop.catalog_path, &[]),
-        )
-        .await;
+        let second =
+            ServerProcess::spawn(Some(&shop.srv().db.url), &shop_env(&shop.catalog_path, &[]))
+                .await;
         let second_post = |order: &str, body: &Value| {
             reqwest::Client::new()
                 .post(format!(

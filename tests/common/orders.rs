@@ -22,7 +22,7 @@ use super::market::{
     CatalogDir, MACHINE_VERIFICATION_OFF, NO_PROBES, PAIRING_VERIFICATION_OFF, TOKEN_HEADER,
     catalog_file, manifest, merged, pair, service, skill,
 };
-use super::{Backend, TestDb, TestServer, expect_json, rand_u64};
+use super::{Backend, TestServer, expect_json, rand_u64};
 
 /// Native, wallet rail, payment required, fixed 2.5 USDT; operations `run` and `inspect`.
 pub const PAID: &str = "ord-paid";
@@ -292,17 +292,6 @@ pub fn server_env(catalog: &CatalogDir, env: &[(&str, &str)]) -> Vec<(String, St
 
 pub fn pairs(vars: &[(String, String)]) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// The database of `db` once more, for a second server on it: it is neither re-created nor
-/// dropped by that server.
-pub fn same_database(db: &TestDb) -> TestDb {
-    TestDb {
-        url: db.url.clone(),
-        backend: db.backend.clone(),
-        _dir: None,
-        pg_name: None,
-    }
 }
 
 /// A random EVM transaction hash.
