@@ -23,7 +23,7 @@
 # fake MCR and fake runtime on CPU 0, wrk, pgbench and the load client on CPU 1, PostgreSQL and
 # Anvil unpinned; 0 = no pinning), BENCH_PORT (18080), BENCH_SKIP_BUILD (0), BENCH_REV (unset =
 # working tree), BENCH_DEADLINE_S (2400). Market knobs (bench/market.sh): BENCH_SERVICES (10000),
-# BENCH_SEARCH_TYPES (1), BENCH_MARKET_M (16), BENCH_EXEC_TASKS (30000), BENCH_PROOFS (40000),
+# BENCH_SEARCH_TYPES (1), BENCH_MARKET_M (16), BENCH_EXEC_TASKS (80000), BENCH_PROOFS (80000),
 # BENCH_STARTUP_REPEAT (3). BENCH_SQLITE_STARTUP_REPEAT (5 SQLite start-ups; 0 skips them).
 # BENCH_PERF (unset; e.g. search,execute: perf record on the server during
 # the first server run of those benches).
