@@ -309,4 +309,22 @@ mod tests {
         let health = &doc["paths"]["/health"]["get"]["responses"];
         assert!(health.get("401").is_none(), "open routes need no key");
     }
+
+    #[test]
+    fn wire_enumerations_are_documented_with_their_wire_values() {
+        use crate::catalog::model::IntegrationStatus;
+        use crate::orders::model::OrderStatus;
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let wire = |all: Vec<&str>| serde_json::json!(all);
+        assert_eq!(
+            schemas["IntegrationStatus"]["enum"],
+            wire(IntegrationStatus::ALL.iter().map(|v| v.as_str()).collect())
+        );
+        assert_eq!(
+            schemas["OrderStatus"]["enum"],
+            wire(OrderStatus::ALL.iter().map(|v| v.as_str()).collect())
+        );
+        assert_eq!(schemas["OrderStatus"]["enum"][1], "payment_pending");
+    }
 }
