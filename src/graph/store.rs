@@ -2,7 +2,7 @@
 
 use super::model::{EdgeType, GraphEdge, GraphNode, NodeStatus, NodeType};
 use crate::clock::format_ms;
-use crate::store::{Columns, Store, Tx};
+use crate::store::{Columns, Store, Tx, json};
 
 const NODE_COLUMNS: &str =
     "id, machine_id, type, ref_id, title, status, position, data, created_at, updated_at";
@@ -66,10 +66,6 @@ fn edge_at(cols: &mut Columns<'_>) -> Result<GraphEdge, sqlx::Error> {
         updated_at: format_ms(updated_at),
         created_at_ms: created_at,
     })
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("graph fields serialise")
 }
 
 /// Inserts or replaces a node (the service read it first, on the same machine).

@@ -3,7 +3,7 @@ use sqlx::any::AnyRow;
 use super::model::{Machine, MachineStatus};
 use crate::clock::format_ms;
 use crate::store::Position;
-use crate::store::{Columns, Store, Tx};
+use crate::store::{Columns, Store, Tx, json};
 
 /// Every column, in the order `machine_at` reads them.
 pub(crate) const COLUMNS: &str = "id, display_name, status, owner_id, identity_ref, identity_proof, machine_type,
@@ -55,10 +55,6 @@ fn machine_from(row: &AnyRow) -> Result<Machine, sqlx::Error> {
     machine_at(&mut Columns::new(row))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("machine fields serialise")
-}
-
 /// Inserts `machine`; a unique violation means a live machine already has its identity.
 pub async fn insert(tx: &mut Tx, m: &Machine, created_at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -69,13 +65,13 @@ pub async fn insert(tx: &mut Tx, m: &Machine, created_at: i64) -> Result<(), sql
     .bind(m.status.as_str())
     .bind(m.owner_id.clone())
     .bind(m.identity_ref.clone())
-    .bind(m.identity_proof.as_ref().map(to_json))
+    .bind(m.identity_proof.as_ref().map(json))
     .bind(m.machine_type.clone())
     .bind(m.runtime_profile.clone())
-    .bind(to_json(&m.capabilities))
-    .bind(to_json(&m.labels))
-    .bind(to_json(&m.policy_ids))
-    .bind(to_json(&m.skill_keys))
+    .bind(json(&m.capabilities))
+    .bind(json(&m.labels))
+    .bind(json(&m.policy_ids))
+    .bind(json(&m.skill_keys))
     .bind(created_at)
     .execute(&mut **tx)
     .await?;
@@ -96,13 +92,13 @@ pub async fn update(tx: &mut Tx, m: &Machine, updated_at: i64) -> Result<bool, s
     .bind(m.display_name.clone())
     .bind(m.status.as_str())
     .bind(m.owner_id.clone())
-    .bind(m.identity_proof.as_ref().map(to_json))
+    .bind(m.identity_proof.as_ref().map(json))
     .bind(m.machine_type.clone())
     .bind(m.runtime_profile.clone())
-    .bind(to_json(&m.capabilities))
-    .bind(to_json(&m.labels))
-    .bind(to_json(&m.policy_ids))
-    .bind(to_json(&m.skill_keys))
+    .bind(json(&m.capabilities))
+    .bind(json(&m.labels))
+    .bind(json(&m.policy_ids))
+    .bind(json(&m.skill_keys))
     .bind(updated_at)
     .execute(&mut **tx)
     .await?

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::model::{DisputeStatus, MarketOrder, OrderDispute, OrderStatus};
 use crate::catalog::model::{ExecutionMode, IntegrationStatus, ServiceType};
 use crate::clock::format_ms;
-use crate::store::{Columns, Position, SqlBuilder, Store, Tx};
+use crate::store::{Columns, Position, SqlBuilder, Store, Tx, json};
 
 #[derive(Debug, Clone, Copy)]
 pub enum OrdersOf<'a> {
@@ -16,10 +16,6 @@ pub enum OrdersOf<'a> {
 
 fn unknown(what: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unknown {what} {value:?}").into())
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("order fields serialise")
 }
 
 const COLUMNS: &str = "id, machine_id, agent_pairing_id, search_id, quote_id, service_id,

@@ -5,7 +5,7 @@ use super::challenge::PairingChallenge;
 use super::model::{AgentPairing, PairingStatus};
 use crate::clock::format_ms;
 use crate::store::Position;
-use crate::store::{Store, Tx};
+use crate::store::{Store, Tx, json};
 
 pub async fn insert_challenge(tx: &mut Tx, c: &PairingChallenge) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -122,10 +122,6 @@ fn pairing_from(row: &AnyRow) -> Result<AgentPairing, sqlx::Error> {
     })
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("pairing fields serialise")
-}
-
 pub async fn insert(tx: &mut Tx, p: &AgentPairing) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agent_pairings ({COLUMNS})
@@ -139,8 +135,8 @@ pub async fn insert(tx: &mut Tx, p: &AgentPairing) -> Result<(), sqlx::Error> {
     .bind(p.agent_role.clone())
     .bind(p.description.clone())
     .bind(p.status.as_str())
-    .bind(p.verification.as_ref().map(to_json))
-    .bind(to_json(&p.delegation_policy))
+    .bind(p.verification.as_ref().map(json))
+    .bind(json(&p.delegation_policy))
     .bind(p.policy_hash.clone())
     .bind(p.session_id.clone())
     .bind(p.session_token_id.clone())
@@ -169,8 +165,8 @@ pub async fn update(tx: &mut Tx, p: &AgentPairing, updated_at: i64) -> Result<bo
     .bind(p.agent_role.clone())
     .bind(p.description.clone())
     .bind(p.status.as_str())
-    .bind(p.verification.as_ref().map(to_json))
-    .bind(to_json(&p.delegation_policy))
+    .bind(p.verification.as_ref().map(json))
+    .bind(json(&p.delegation_policy))
     .bind(p.policy_hash.clone())
     .bind(p.session_id.clone())
     .bind(p.session_token_id.clone())

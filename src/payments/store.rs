@@ -2,7 +2,7 @@
 
 use super::model::{MarketPayment, PaymentStatus};
 use crate::clock::format_ms;
-use crate::store::{Columns, Store, Tx};
+use crate::store::{Columns, Store, Tx, json};
 
 const COLUMNS: &str = "id, order_id, machine_id, status, rail, amount, currency, notes, proof,
      transaction_key, release_transaction_hash, refund_transaction_hash, refund_reason,
@@ -50,10 +50,6 @@ fn payment_at(cols: &mut Columns<'_>) -> Result<MarketPayment, sqlx::Error> {
         transaction_key,
         created_at_ms: created_at,
     })
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("payment fields serialise")
 }
 
 /// The payment of an order, read in `tx` (the caller holds the order's row lock or its

@@ -2,7 +2,7 @@
 
 use super::model::{BudgetCap, Policy};
 use crate::clock::format_ms;
-use crate::store::{Columns, Position, SqlBuilder, Store, Tx};
+use crate::store::{Columns, Position, SqlBuilder, Store, Tx, json};
 
 const COLUMNS: &str = "id, name, allowed_skill_keys, denied_skill_keys, budget_cap, region_rules,
      native_only, handoff_allowed, required_capabilities, created_at, updated_at, revision";
@@ -42,10 +42,6 @@ fn policy_at(cols: &mut Columns<'_>) -> Result<Policy, sqlx::Error> {
 
 fn policy_from(row: &sqlx::any::AnyRow) -> Result<Policy, sqlx::Error> {
     policy_at(&mut Columns::new(row))
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("policy fields serialise")
 }
 
 pub async fn insert(tx: &mut Tx, p: &Policy) -> Result<(), sqlx::Error> {

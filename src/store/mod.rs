@@ -418,6 +418,12 @@ impl<'r> Columns<'r> {
     }
 }
 
+/// A JSON document column's text, as [`Columns::take_json`] reads it back. Only for values whose
+/// serialisation cannot fail (plain data, string-keyed maps).
+pub fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("stored JSON values serialise")
+}
+
 /// `columns` (a comma-separated list) with each name qualified by `table`, for joins.
 pub fn qualified(table: &str, columns: &str) -> String {
     columns

@@ -8,14 +8,10 @@ use super::model::{
 };
 use crate::catalog::model::{ExecutionMode, IntegrationStatus, ServiceType};
 use crate::clock::format_ms;
-use crate::store::{Columns, Position, SqlBuilder, Store, Tx};
+use crate::store::{Columns, Position, SqlBuilder, Store, Tx, json};
 
 fn unknown(what: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unknown {what} {value:?}").into())
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("task fields serialise")
 }
 
 const TASK_COLUMNS: &str = "id, machine_id, service_type, operation, task_type, status, input,
