@@ -25,11 +25,7 @@ pub fn liveness_routes() -> Router<Arc<App>> {
 /// Another method on a liveness path: the envelope's `405`, as the shared conventions answer it
 /// elsewhere.
 async fn not_allowed() -> Response {
-    let mut response = crate::error::ApiError::new(
-        crate::error::ErrorCode::METHOD_NOT_ALLOWED,
-        "This method is not allowed on this path",
-    )
-    .into_response();
+    let mut response = crate::http::envelope::method_not_allowed().into_response();
     response.headers_mut().insert(
         axum::http::header::ALLOW,
         axum::http::HeaderValue::from_static("GET,HEAD"),

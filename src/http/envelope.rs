@@ -14,6 +14,15 @@ pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NOT_FOUND, "No route matches this path")
 }
 
+/// `405 METHOD_NOT_ALLOWED`: the router's answer for a known path, also given by routes that
+/// answer other methods themselves.
+pub fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::METHOD_NOT_ALLOWED,
+        "This method is not allowed on this path",
+    )
+}
+
 /// Rewrites an error response that is not already JSON into the envelope, keeping its headers
 /// (the `Allow` header of a 405, for one).
 pub async fn ensure_json_errors(req: Request, next: Next) -> Response {
@@ -29,10 +38,7 @@ pub async fn ensure_json_errors(req: Request, next: Next) -> Response {
     }
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::new(ErrorCode::NOT_FOUND, "No route matches this path"),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
-            ErrorCode::METHOD_NOT_ALLOWED,
-            "This method is not allowed on this path",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => method_not_allowed(),
         StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         s if s.is_server_error() => {
             tracing::error!(status = s.as_u16(), "unhandled server error");
