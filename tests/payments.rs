@@ -254,6 +254,21 @@ impl Shop {
         expect_json(response, StatusCode::OK).await["item"].clone()
     }
 
+    /// Posts a proof that must be refused with `status`/`code`: the error, after checking the
+    /// payment is still `intent` as it was.
+    async fn refused_proof(
+        &self,
+        order: &str,
+        intent: &Value,
+        body: &Value,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        let error = expect_error(self.post(order, "payment-proof", body).await, status, code).await;
+        assert_eq!(&self.payment(order).await, intent, "nothing changed");
+        error
+    }
+
     /// `GET …/payment`: the item (`null` when there is none).
     async fn payment(&self, order: &str) -> Value {
         let response = self
@@ -1684,13 +1699,14 @@ async fn rpc_verification_waits_for_the_block_and_its_confirmations() {
             .submit_transfer(&payer(), PAYEE, token.units("2.5"))
             .await;
         let body = rpc_proof_of(&intent, &pending);
-        expect_error(
-            shop.post(&order, "payment-proof", &body).await,
+        shop.refused_proof(
+            &order,
+            &intent,
+            &body,
             StatusCode::CONFLICT,
             "PAYMENT_NOT_MINED",
         )
         .await;
-        assert_eq!(shop.payment(&order).await, intent);
         // Mined: one confirmation of three.
         node.mine(1).await;
         let error = expect_error(
@@ -1702,14 +1718,16 @@ async fn rpc_verification_waits_for_the_block_and_its_confirmations() {
         assert_eq!(detail(&error, "confirmations"), 1);
         assert_eq!(detail(&error, "required"), 3);
         node.mine(1).await;
-        let error = expect_error(
-            shop.post(&order, "payment-proof", &body).await,
-            StatusCode::CONFLICT,
-            "PAYMENT_NOT_MINED",
-        )
-        .await;
+        let error = shop
+            .refused_proof(
+                &order,
+                &intent,
+                &body,
+                StatusCode::CONFLICT,
+                "PAYMENT_NOT_MINED",
+            )
+            .await;
         assert_eq!(detail(&error, "confirmations"), 2);
-        assert_eq!(shop.payment(&order).await, intent);
         node.mine(1).await;
         let held = shop.prove(&order, &body).await;
         assert_eq!(held["status"], "held");
@@ -1776,14 +1794,14 @@ async fn rpc_failures_leave_the_payment_for_a_retry() {
         .await;
         let order = shop.order("wallet-svc").await;
         let intent = shop.intent(&order).await;
-        expect_error(
-            shop.post(&order, "payment-proof", &rpc_proof_of(&intent, &tx_hash()))
-                .await,
+        shop.refused_proof(
+            &order,
+            &intent,
+            &rpc_proof_of(&intent, &tx_hash()),
             StatusCode::BAD_GATEWAY,
             "PAYMENT_RPC_ERROR",
         )
         .await;
-        assert_eq!(shop.payment(&order).await, intent);
         shop.stop().await;
     }
 }
@@ -1794,14 +1812,14 @@ async fn rpc_mode_needs_an_rpc_url() {
         let shop = Shop::start(&backend, FAR_TOKEN, &[]).await;
         let order = shop.order("wallet-svc").await;
         let intent = shop.intent(&order).await;
-        expect_error(
-            shop.post(&order, "payment-proof", &rpc_proof_of(&intent, &tx_hash()))
-                .await,
+        shop.refused_proof(
+            &order,
+            &intent,
+            &rpc_proof_of(&intent, &tx_hash()),
             StatusCode::SERVICE_UNAVAILABLE,
             "PAYMENT_RPC_REQUIRED",
         )
         .await;
-        assert_eq!(shop.payment(&order).await, intent);
         // Without a token contract anywhere, the proof is incomplete first.
         let order = shop.order("bare-wallet-svc").await;
         let intent = shop.intent(&order).await;
@@ -1817,14 +1835,14 @@ async fn rpc_mode_needs_an_rpc_url() {
         let shop = Shop::start(&backend, FAR_TOKEN, &[FORCE_RPC]).await;
         let order = shop.order("wallet-svc").await;
         let intent = shop.intent(&order).await;
-        expect_error(
-            shop.post(&order, "payment-proof", &proof_of(&intent, &tx_hash()))
-                .await,
+        shop.refused_proof(
+            &order,
+            &intent,
+            &proof_of(&intent, &tx_hash()),
             StatusCode::SERVICE_UNAVAILABLE,
             "PAYMENT_RPC_REQUIRED",
         )
         .await;
-        assert_eq!(shop.payment(&order).await, intent);
         shop.stop().await;
     }
 }
